@@ -1,0 +1,5 @@
+"""Reward functions. Each maps a batch of samples to one value per sample."""
+
+from polyreward.rewards.budget import budget_ceiling, hbpo_reward
+
+__all__ = ["budget_ceiling", "hbpo_reward"]
