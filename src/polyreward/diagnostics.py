@@ -85,10 +85,11 @@ def _num(value: Tensor) -> str:
     return f"{'nan':>8}" if v != v else f"{v:>8.3f}"
 
 
-def diagnose(batch: RewardBatch, estimator: str | AdvantageResult = "grpo", *, decimals: int = 4,
+def diagnose(batch: RewardBatch, estimator: str | AdvantageResult = "grpo", *, decimals: int = 3,
              **params: object) -> Diagnostics:
     """Diagnostics of ``batch`` under ``estimator`` (a registered name, computed with ``params``, or a
-    result you already have). Advantages are compared after rounding to ``decimals`` places."""
+    result you already have). Advantages are compared after rounding to ``decimals`` places (the ``eps`` in
+    std + eps moves values in the 4th decimal, so 3 places by default)."""
     if isinstance(estimator, AdvantageResult):
         name, result = "given", estimator
     else:

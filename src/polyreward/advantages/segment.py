@@ -93,8 +93,11 @@ def batch_normalize_parts(
 
     ``parts[N, K]`` -> ``out[N, K]`` with ``out.sum(-1) == (pre - mean(pre)) / (std(pre) + eps)``:
     each part is centred by its own batch mean and divided by the common ``std(pre) + eps``.
-    ``include[N]`` (bool) restricts the statistics to some rows; the other rows get 0.
+    ``include[N]`` (bool) restricts the statistics to some rows; the other rows get 0. With fewer
+    than two rows there is no spread to divide by: every row is its own mean and gets 0.
     """
+    if include is None and len(parts) < 2:
+        return torch.zeros_like(parts)
     if include is not None:
         out = torch.zeros_like(parts)
         out[include] = batch_normalize_parts(parts[include], eps, None if token_counts is None else token_counts[include])
