@@ -1,0 +1,67 @@
+"""``polyreward`` command line: ``demo``, ``estimators``, ``diagnose FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import sys
+
+from polyreward import advantages
+from polyreward.demo import run_demo
+from polyreward.diagnostics import diagnose
+from polyreward.reward_table import read_reward_table
+
+
+def _parse_setting(text: str) -> tuple[str, object]:
+    """``key=value`` -> (key, Python literal or the raw string)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        return key, ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return key, raw
+
+
+def _list_estimators() -> str:
+    lines = []
+    for name in advantages.names():
+        doc = inspect.getdoc(advantages.get(name)) or ""
+        params = ", ".join(f"{k}={p.default!r}" for k, p in advantages.parameters(name).items())
+        lines.append(f"{name:<14} {doc.splitlines()[0] if doc else ''}\n{'':<14} params: {params or '-'}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polyreward", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="every estimator side by side on the built-in reward batch")
+    commands.add_parser("estimators", help="list the registered advantage estimators and their parameters")
+    diag = commands.add_parser("diagnose", help="diagnostics table for a reward matrix in a CSV/JSONL file")
+    diag.add_argument("file", help="CSV or JSONL: one row per sample, a group column, one column per reward")
+    diag.add_argument("--estimator", default="gdpo", help="registered estimator name (default: gdpo)")
+    diag.add_argument("--group-column", default="group", help="column holding the prompt id (default: group)")
+    diag.add_argument("--set", dest="settings", action="append", default=[], type=_parse_setting,
+                      metavar="KEY=VALUE", help="an estimator parameter, e.g. --set scale=batch")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            print(run_demo())
+        elif args.command == "estimators":
+            print(_list_estimators())
+        elif args.command == "diagnose":
+            batch = read_reward_table(args.file, args.group_column)
+            print(diagnose(batch, args.estimator, **dict(args.settings)).table())
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as err:
+        print(f"polyreward {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

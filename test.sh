@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test suite. Creates/reuses .venv with the dev extras, then runs pytest (extra args pass through).
+# pytest exits non-zero when a test fails and when no tests are collected (exit code 5).
+set -euo pipefail
+root=$(cd "$(dirname "$0")" && pwd)
+"$root/scripts/env.sh" dev
+cd "$root"
+exec "$root/.venv/bin/python" -m pytest -q "$@"
