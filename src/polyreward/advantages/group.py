@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from polyreward.advantages.registry import AdvantageResult, register
-from polyreward.advantages.segment import batch_normalize_parts, group_mean_std
+from polyreward.advantages.segment import batch_normalize_parts, group_mean, group_mean_std
 from polyreward.batch import RewardBatch
 
 Scale = Literal["group", "batch", "none"]
@@ -32,7 +32,7 @@ def _centred_parts(rewards: Tensor, weights: Tensor, group_index: Tensor, num_gr
     scorable = ~torch.isnan(rewards).all(-1)
     weighted = torch.nan_to_num(rewards, nan=0.0) * weights
     weighted = torch.where(scorable[:, None], weighted, torch.full_like(weighted, float("nan")))
-    mean, _, count = group_mean_std(weighted, group_index, num_groups)
+    mean, count = group_mean(weighted, group_index, num_groups)
     parts = torch.nan_to_num(weighted - mean[group_index], nan=0.0)
     return parts, weighted.sum(-1), count[group_index, 0]
 

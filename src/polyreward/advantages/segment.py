@@ -22,6 +22,16 @@ def group_sum(x: Tensor, group_index: Tensor, num_groups: int) -> Tensor:
     return out.index_add_(0, group_index, x)
 
 
+def group_mean(x: Tensor, group_index: Tensor, num_groups: int) -> tuple[Tensor, Tensor]:
+    """NaN-aware mean and count of ``x[N, ...]`` per group, each ``[num_groups, ...]``.
+
+    ``mean`` is NaN where a group has no applicable entry (``count == 0``).
+    """
+    valid = ~torch.isnan(x)
+    count = group_sum(valid.to(x.dtype), group_index, num_groups)
+    return group_sum(torch.nan_to_num(x, nan=0.0), group_index, num_groups) / count, count
+
+
 def group_mean_std(
     x: Tensor, group_index: Tensor, num_groups: int, ddof: int = 1
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -31,11 +41,8 @@ def group_mean_std(
     the GRPO convention) and is NaN where ``count <= ddof``; ``mean`` is NaN where ``count == 0``.
     Two-pass (centre first, then square) for numerical stability.
     """
-    valid = ~torch.isnan(x)
-    filled = torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    count = group_sum(valid.to(x.dtype), group_index, num_groups)
-    mean = group_sum(filled, group_index, num_groups) / count
-    centred = torch.where(valid, x - mean[group_index], torch.zeros((), dtype=x.dtype, device=x.device))
+    mean, count = group_mean(x, group_index, num_groups)
+    centred = torch.nan_to_num(x - mean[group_index], nan=0.0)
     var = group_sum(centred * centred, group_index, num_groups) / (count - ddof)
     std = torch.where(count > ddof, var.clamp_min(0).sqrt(), torch.full_like(var, float("nan")))
     return mean, std, count
