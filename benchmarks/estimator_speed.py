@@ -44,7 +44,7 @@ def timed(fn, repeats: int = 20) -> dict[str, float]:
 def make_batches(seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     rewards = torch.randint(0, 2, (N, K), generator=gen).float()
-    rewards[:, K // 2:] = torch.rand(N, K - K // 2, generator=gen)  # half binary, half continuous
+    rewards[:, K // 2 :] = torch.rand(N, K - K // 2, generator=gen)  # half binary, half continuous
     rewards[torch.rand(N, K, generator=gen) < 0.02] = float("nan")  # 2% not applicable
     group_ids = torch.arange(N) // G
     turns = torch.rand(N, TURNS, generator=gen)
@@ -65,10 +65,17 @@ def main() -> None:
     batch = pr.RewardBatch(rewards=rewards, names=names, group_ids=group_ids, turn_rewards=turns, budgets=budgets)
     steps = pr.RewardBatch.from_steps(step_rewards, names, terminated, torch.zeros_like(terminated))
     cases = {
-        "grpo": (batch, {}), "dr_grpo": (batch, {}), "rloo": (batch, {}), "reinforce_pp": (batch, {}),
-        "gdpo": (batch, {}), "hdpo": (batch, {"gate": "r0"}), "hbpo": (batch, {}), "dual_level": (batch, {}),
+        "grpo": (batch, {}),
+        "dr_grpo": (batch, {}),
+        "rloo": (batch, {}),
+        "reinforce_pp": (batch, {}),
+        "gdpo": (batch, {}),
+        "hdpo": (batch, {"gate": "r0"}),
+        "hbpo": (batch, {}),
+        "dual_level": (batch, {}),
         "directional": (batch, {"direction": [1.0] * K}),
-        "gae": (steps, {"values": values}), "multi_critic": (steps, {"values": values}),
+        "gae": (steps, {"values": values}),
+        "multi_critic": (steps, {"values": values}),
     }
     missing = set(pr.advantages.names()) - set(cases)
     if missing:
@@ -76,9 +83,17 @@ def main() -> None:
     results = {name: timed(lambda n=name, b=b, p=p: compute(n, b, **p)) for name, (b, p) in cases.items()}
     peers = verl_peers(batch)
     report = {
-        "setup": {"N": N, "K": K, "group_size": G, "turns": TURNS, "steps": [STEPS, ENVS],
-                  "threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": platform.processor()
-                  or platform.machine(), "python": platform.python_version()},
+        "setup": {
+            "N": N,
+            "K": K,
+            "group_size": G,
+            "turns": TURNS,
+            "steps": [STEPS, ENVS],
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+        },
         "budget_ms": BUDGET_MS,
         "batch_construction": build,
         "estimators": {n: {**r, "within_budget": r["median_ms"] <= BUDGET_MS} for n, r in results.items()},
@@ -90,8 +105,10 @@ def main() -> None:
     for name, r in report["estimators"].items():
         print(f"{name:<14} {r['median_ms']:8.2f} ms  {'ok' if r['within_budget'] else 'OVER BUDGET'}")
     for name, r in peers.items():
-        print(f"peer {name:<48} {r['median_ms']:9.2f} ms  vs polyreward {r['polyreward_ms']:.2f} ms: "
-              f"{r['ratio']:.2f}x, max |diff| {r['max_abs_diff']:.1e}")
+        print(
+            f"peer {name:<48} {r['median_ms']:9.2f} ms  vs polyreward {r['polyreward_ms']:.2f} ms: "
+            f"{r['ratio']:.2f}x, max |diff| {r['max_abs_diff']:.1e}"
+        )
 
 
 def verl_peers(batch) -> dict[str, dict]:
@@ -111,25 +128,35 @@ def verl_peers(batch) -> dict[str, dict]:
     ours_grpo = compute("grpo", summed, eps=1e-6)
     ours_grpo_ms = timed(lambda: compute("grpo", summed, eps=1e-6))["median_ms"]
     peers = {}
-    for label, fn in [("verl compute_grpo_outcome_advantage (loop)", core_algos.compute_grpo_outcome_advantage),
-                      ("verl compute_grpo_vectorized_outcome_advantage",
-                       core_algos.compute_grpo_vectorized_outcome_advantage)]:
+    for label, fn in [
+        ("verl compute_grpo_outcome_advantage (loop)", core_algos.compute_grpo_outcome_advantage),
+        ("verl compute_grpo_vectorized_outcome_advantage", core_algos.compute_grpo_vectorized_outcome_advantage),
+    ]:
         adv, _ = fn(summed.rewards, mask, index)
         r = timed(lambda fn=fn: fn(summed.rewards, mask, index), repeats=3)
-        peers[label] = {**r, "polyreward_ms": ours_grpo_ms, "ratio": r["median_ms"] / ours_grpo_ms,
-                        "max_abs_diff": float((adv[:, 0] - ours_grpo.advantages).abs().max())}
+        peers[label] = {
+            **r,
+            "polyreward_ms": ours_grpo_ms,
+            "ratio": r["median_ms"] / ours_grpo_ms,
+            "max_abs_diff": float((adv[:, 0] - ours_grpo.advantages).abs().max()),
+        }
     dense = pr.RewardBatch(rewards=torch.nan_to_num(batch.rewards), names=batch.names, group_ids=batch.group_ids)
     keys = list(dense.names)
     verl_inputs = dict(
-        token_level_rewards=torch.zeros(N, 1), response_mask=mask, index=index,
-        config={"gdpo_reward_keys": keys}, non_tensor_batch={k: dense[k].numpy() for k in keys},
+        token_level_rewards=torch.zeros(N, 1),
+        response_mask=mask,
+        index=index,
+        config={"gdpo_reward_keys": keys},
+        non_tensor_batch={k: dense[k].numpy() for k in keys},
         batch={"prompts": torch.zeros(N, 1), "attention_mask": torch.ones(N, 2, dtype=torch.long)},
     )
     adv, _ = core_algos.compute_gdpo_outcome_advantage(**verl_inputs)
     r = timed(lambda: core_algos.compute_gdpo_outcome_advantage(**verl_inputs), repeats=1)
     ours_gdpo_ms = timed(lambda: compute("gdpo", dense, eps=1e-6))["median_ms"]
     peers["verl compute_gdpo_outcome_advantage (K=8)"] = {
-        **r, "polyreward_ms": ours_gdpo_ms, "ratio": r["median_ms"] / ours_gdpo_ms,
+        **r,
+        "polyreward_ms": ours_gdpo_ms,
+        "ratio": r["median_ms"] / ours_gdpo_ms,
         "max_abs_diff": float((adv[:, 0] - compute("gdpo", dense, eps=1e-6).advantages).abs().max()),
     }
     return peers

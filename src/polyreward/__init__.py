@@ -1,8 +1,8 @@
 """polyreward: reinforcement learning with many named reward signals.
 
-    import polyreward as pr
-    batch = pr.RewardBatch(rewards=[[1, 1], [1, 0], [0, 1], [0, 0]], names=["correct", "format"])
-    print(pr.advantages.compute("gdpo", batch).advantages)
+import polyreward as pr
+batch = pr.RewardBatch(rewards=[[1, 1], [1, 0], [0, 1], [0, 0]], names=["correct", "format"])
+print(pr.advantages.compute("gdpo", batch).advantages)
 """
 
 from polyreward import advantages

@@ -14,6 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from polyreward.groups import dense_index
+from polyreward.rewards.conditioning import condition_reward
+
 ArrayLike = Any  # a tensor, a numpy array or (nested) Python lists
 
 
@@ -103,7 +106,7 @@ class RewardBatch:
         self.names = self._check_names(self.names, k)
         self.weights = self._check_weights(self.weights, k, rewards.dtype, rewards.device)
         self.group_ids = self._check_group_ids(self.group_ids, n, rewards.device)
-        uniques, first_seen_index = _dense_index_in_order(self.group_ids)
+        uniques, first_seen_index = dense_index(self.group_ids)
         self.group_index, self.num_groups = first_seen_index, int(uniques)
         self._check_optional_fields(n)
 
@@ -118,9 +121,7 @@ class RewardBatch:
             if not isinstance(name, str) or not name:
                 raise TypeError(f"RewardBatch.names[{i}]: expected a non-empty string, got {name!r}")
             if name in names[:i]:
-                raise ValueError(
-                    f"RewardBatch.names: duplicate name {name!r} at positions {names.index(name)} and {i}"
-                )
+                raise ValueError(f"RewardBatch.names: duplicate name {name!r} at positions {names.index(name)} and {i}")
         return names
 
     @staticmethod
@@ -217,8 +218,9 @@ class RewardBatch:
         """Build a step batch from environment rollouts: ``rewards[T, E, K]``, ``terminated[T, E]``."""
         r = _float_tensor(rewards, "rewards")
         _check_shape(r, "rewards", ("T", "E", "K"), "time steps x environments x rewards")
-        return cls(rewards=r.reshape(-1, r.shape[-1]), names=names, weights=weights,
-                   terminated=terminated, truncated=truncated)
+        return cls(
+            rewards=r.reshape(-1, r.shape[-1]), names=names, weights=weights, terminated=terminated, truncated=truncated
+        )
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -281,10 +283,8 @@ class RewardBatch:
         """Pay reward ``name`` only where reward ``on`` reaches ``threshold`` (GDPO's conditioning).
 
         ``r_name' = r_name * 1[r_on >= threshold]``; a NaN gate does not hold. See
-        :func:`polyreward.advantages.condition_reward`.
+        :func:`polyreward.rewards.condition_reward`.
         """
-        from polyreward.advantages.gdpo import condition_reward
-
         column = condition_reward(self[name], self[on], threshold)
         rewards = self.rewards.clone()
         rewards[:, self.index(name)] = column
@@ -292,23 +292,16 @@ class RewardBatch:
 
     def to(self, device: torch.device | str) -> RewardBatch:
         """The same batch with every tensor on ``device``."""
-        moved = {f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
-                 if f.init and isinstance(getattr(self, f.name), Tensor)}
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in dataclasses.fields(self)
+            if f.init and isinstance(getattr(self, f.name), Tensor)
+        }
         return dataclasses.replace(self, **moved)
 
     def __repr__(self) -> str:
         extra = [f for f in ("response_mask", "turn_rewards", "budgets", "terminated") if getattr(self, f) is not None]
-        return (f"RewardBatch(N={self.num_samples}, names={list(self.names)}, weights={self.weights.tolist()}, "
-                f"groups={self.num_groups}" + (f", with {extra}" if extra else "") + ")")
-
-
-def _dense_index_in_order(ids: Tensor) -> tuple[int, Tensor]:
-    """Map arbitrary ids ``[N]`` to ``0..G-1`` in order of first appearance; returns ``(G, index[N])``."""
-    if ids.numel() == 0:
-        return 0, ids
-    uniques, inverse = torch.unique(ids, return_inverse=True)
-    first = torch.full((uniques.numel(),), ids.numel(), dtype=torch.long, device=ids.device)
-    first.scatter_reduce_(0, inverse, torch.arange(ids.numel(), device=ids.device), reduce="amin")
-    rank = torch.empty_like(first)
-    rank[torch.argsort(first)] = torch.arange(first.numel(), device=ids.device)
-    return uniques.numel(), rank[inverse]
+        return (
+            f"RewardBatch(N={self.num_samples}, names={list(self.names)}, weights={self.weights.tolist()}, "
+            f"groups={self.num_groups}" + (f", with {extra}" if extra else "") + ")"
+        )

@@ -42,8 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("file", help="CSV or JSONL: one row per sample, a group column, one column per reward")
     diag.add_argument("--estimator", default="gdpo", help="registered estimator name (default: gdpo)")
     diag.add_argument("--group-column", default="group", help="column holding the prompt id (default: group)")
-    diag.add_argument("--set", dest="settings", action="append", default=[], type=_parse_setting,
-                      metavar="KEY=VALUE", help="an estimator parameter, e.g. --set scale=batch")
+    diag.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        type=_parse_setting,
+        metavar="KEY=VALUE",
+        help="an estimator parameter, e.g. --set scale=batch",
+    )
     return parser
 
 

@@ -25,12 +25,25 @@ def demo_batch() -> RewardBatch:
     vary; in prompt 2 all answers are wrong and one completion is missing its brevity score.
     """
     rewards = [
-        [1, 1, 0.9], [1, 0, 0.4], [0, 1, 0.8], [0, 0, 0.1],
-        [1, 1, 0.2], [1, 1, 0.7], [1, 0, 0.9], [1, 1, 0.7],
-        [0, 1, 0.5], [0, 0, None], [0, 1, 0.5], [0, 0, 0.9],
+        [1, 1, 0.9],
+        [1, 0, 0.4],
+        [0, 1, 0.8],
+        [0, 0, 0.1],
+        [1, 1, 0.2],
+        [1, 1, 0.7],
+        [1, 0, 0.9],
+        [1, 1, 0.7],
+        [0, 1, 0.5],
+        [0, 0, None],
+        [0, 1, 0.5],
+        [0, 0, 0.9],
     ]
-    return RewardBatch(rewards=rewards, names=["correct", "format", "brevity"],
-                       group_ids=[0] * 4 + [1] * 4 + [2] * 4, weights=[1.0, 0.5, 0.25])
+    return RewardBatch(
+        rewards=rewards,
+        names=["correct", "format", "brevity"],
+        group_ids=[0] * 4 + [1] * 4 + [2] * 4,
+        weights=[1.0, 0.5, 0.25],
+    )
 
 
 def side_by_side(batch: RewardBatch, estimators=DEMO_ESTIMATORS) -> str:
@@ -52,9 +65,12 @@ def side_by_side(batch: RewardBatch, estimators=DEMO_ESTIMATORS) -> str:
 def run_demo() -> str:
     """The full demonstration text: the side-by-side table and diagnostics for grpo and gdpo."""
     batch = demo_batch()
-    parts = [f"{batch}\nweights: " + ", ".join(f"{n}={float(w):g}" for n, w in zip(batch.names, batch.weights,
-                                                                                 strict=True)),
-             "", "advantages per estimator (nan = not applicable):", side_by_side(batch)]
+    parts = [
+        f"{batch}\nweights: " + ", ".join(f"{n}={float(w):g}" for n, w in zip(batch.names, batch.weights, strict=True)),
+        "",
+        "advantages per estimator (nan = not applicable):",
+        side_by_side(batch),
+    ]
     for name in ("grpo", "gdpo"):
         parts += ["", diagnose(batch, name).table()]
     return "\n".join(parts)

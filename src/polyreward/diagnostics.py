@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from polyreward.advantages.registry import AdvantageResult, compute
-from polyreward.advantages.segment import group_mean_std, group_sum
 from polyreward.batch import RewardBatch
+from polyreward.groups import group_mean_std, group_sum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,13 +42,23 @@ class Diagnostics:
     def as_dict(self) -> dict[str, float]:
         """Flat metrics: ``diag/<reward>/mean``, ``diag/<reward>/adv_share``, ``diag/collapsed_groups`` ..."""
         out: dict[str, float] = {}
-        per_reward = {"mean": self.reward_mean, "std": self.reward_std, "applicable": self.applicable,
-                      "zero_var_groups": self.zero_variance_groups, "adv_share": self.advantage_share}
+        per_reward = {
+            "mean": self.reward_mean,
+            "std": self.reward_std,
+            "applicable": self.applicable,
+            "zero_var_groups": self.zero_variance_groups,
+            "adv_share": self.advantage_share,
+        }
         for key, values in per_reward.items():
             if values is not None:
                 out.update({f"diag/{name}/{key}": float(v) for name, v in zip(self.names, values, strict=True)})
-        for key in ("distinct_reward_vectors", "distinct_advantages", "collapsed_groups",
-                    "batch_distinct_reward_vectors", "batch_distinct_advantages"):
+        for key in (
+            "distinct_reward_vectors",
+            "distinct_advantages",
+            "collapsed_groups",
+            "batch_distinct_reward_vectors",
+            "batch_distinct_advantages",
+        ):
             if getattr(self, key) is not None:
                 out[f"diag/{key}"] = float(getattr(self, key))
         out.update({f"diag/{self.estimator}/{k}": v for k, v in self.estimator_metrics.items()})
@@ -58,19 +68,27 @@ class Diagnostics:
         """A plain-text report: one row per reward, then collapse counts and the correlation matrix."""
         width = max(8, *(len(n) for n in self.names))
         head = f"{'reward':<{width}}  {'mean':>8}  {'std':>8}  {'applies':>7}  {'zero-var groups':>15}  {'adv share':>9}"
-        lines = [f"estimator {self.estimator}: N={self.num_samples} samples, {self.num_groups} groups, "
-                 f"K={len(self.names)} rewards", head, "-" * len(head)]
+        lines = [
+            f"estimator {self.estimator}: N={self.num_samples} samples, {self.num_groups} groups, "
+            f"K={len(self.names)} rewards",
+            head,
+            "-" * len(head),
+        ]
         for k, name in enumerate(self.names):
             share = "n/a" if self.advantage_share is None else f"{float(self.advantage_share[k]):.3f}"
-            lines.append(f"{name:<{width}}  {_num(self.reward_mean[k])}  {_num(self.reward_std[k])}  "
-                         f"{float(self.applicable[k]):>7.2f}  {float(self.zero_variance_groups[k]):>15.2f}  {share:>9}")
+            lines.append(
+                f"{name:<{width}}  {_num(self.reward_mean[k])}  {_num(self.reward_std[k])}  "
+                f"{float(self.applicable[k]):>7.2f}  {float(self.zero_variance_groups[k]):>15.2f}  {share:>9}"
+            )
         if self.distinct_reward_vectors is not None:
-            lines += ["",
-                      f"per group: {self.distinct_reward_vectors:.2f} distinct reward vectors -> "
-                      f"{self.distinct_advantages:.2f} distinct advantages on average; "
-                      f"{self.collapsed_groups:.0%} of groups lose distinctions",
-                      f"whole batch: {self.batch_distinct_reward_vectors} distinct reward vectors -> "
-                      f"{self.batch_distinct_advantages} distinct advantage values"]
+            lines += [
+                "",
+                f"per group: {self.distinct_reward_vectors:.2f} distinct reward vectors -> "
+                f"{self.distinct_advantages:.2f} distinct advantages on average; "
+                f"{self.collapsed_groups:.0%} of groups lose distinctions",
+                f"whole batch: {self.batch_distinct_reward_vectors} distinct reward vectors -> "
+                f"{self.batch_distinct_advantages} distinct advantage values",
+            ]
         if len(self.names) > 1:
             lines += ["", "reward correlation:", " " * width + "".join(f"  {n[:8]:>8}" for n in self.names)]
             for k, name in enumerate(self.names):
@@ -85,8 +103,9 @@ def _num(value: Tensor) -> str:
     return f"{'nan':>8}" if v != v else f"{v:>8.3f}"
 
 
-def diagnose(batch: RewardBatch, estimator: str | AdvantageResult = "grpo", *, decimals: int = 3,
-             **params: object) -> Diagnostics:
+def diagnose(
+    batch: RewardBatch, estimator: str | AdvantageResult = "grpo", *, decimals: int = 3, **params: object
+) -> Diagnostics:
     """Diagnostics of ``batch`` under ``estimator`` (a registered name, computed with ``params``, or a
     result you already have). Advantages are compared after rounding to ``decimals`` places (the ``eps`` in
     std + eps moves values in the 4th decimal, so 3 places by default)."""
@@ -142,8 +161,8 @@ def reward_correlation(rewards: Tensor) -> Tensor:
     """
     valid = (~torch.isnan(rewards)).to(rewards.dtype)
     x = torch.nan_to_num(rewards, nan=0.0) * valid
-    n = valid.T @ valid                      # [a, b] rows where both apply
-    sum_a = x.T @ valid                      # [a, b] sum of column a over those rows
+    n = valid.T @ valid  # [a, b] rows where both apply
+    sum_a = x.T @ valid  # [a, b] sum of column a over those rows
     sum_sq_a = (x * x).T @ valid
     cross = x.T @ x
     mean_a, mean_b = sum_a / n, sum_a.T / n

@@ -38,8 +38,9 @@ def read_reward_table(path: str | Path, group_column: str = "group") -> RewardBa
         raise ValueError(f"{path}: no rows")
     names = [c for c in rows[0] if c != group_column]
     if group_column not in rows[0]:
-        raise ValueError(f"{path}: no group column {group_column!r}; columns are {list(rows[0])} "
-                         "(choose one with --group-column)")
+        raise ValueError(
+            f"{path}: no group column {group_column!r}; columns are {list(rows[0])} (choose one with --group-column)"
+        )
     rewards, groups = [], []
     for offset, row in enumerate(rows):
         where = f"{path}, row {first_row + offset}"
@@ -56,8 +57,9 @@ def _reward(value: object, where: str, column: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}, column {column!r}: {value!r} is not a number (leave it empty for "
-                         "'not applicable')") from None
+        raise ValueError(
+            f"{where}, column {column!r}: {value!r} is not a number (leave it empty for 'not applicable')"
+        ) from None
     if math.isinf(number):
         raise ValueError(f"{where}, column {column!r}: infinite reward")
     return number

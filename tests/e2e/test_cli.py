@@ -38,8 +38,9 @@ def test_diagnose_csv_prints_hand_checkable_numbers(reward_csv, capsys):
 
 def test_diagnose_jsonl_with_null_and_estimator_settings(tmp_path, capsys):
     path = tmp_path / "rewards.jsonl"
-    path.write_text("\n".join(json.dumps({"group": g, "a": a, "b": None if i == 0 else b})
-                              for i, (g, a, b) in enumerate(GDPO_ROWS)))
+    path.write_text(
+        "\n".join(json.dumps({"group": g, "a": a, "b": None if i == 0 else b}) for i, (g, a, b) in enumerate(GDPO_ROWS))
+    )
     assert main(["diagnose", str(path), "--estimator", "grpo", "--set", "scale='batch'"]) == 0
     line_b = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("b "))
     assert line_b.split()[3] == "0.88"  # 7 of 8 rows have b

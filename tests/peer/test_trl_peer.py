@@ -20,8 +20,12 @@ CASES = [
 
 
 def _ours(estimator, rewards, group_size, weights, **params):
-    batch = pr.RewardBatch.from_reward_lists(list(zip(*rewards, strict=True)), names=[f"r{k}" for k in range(len(weights))],
-                                             group_size=group_size, weights=weights)
+    batch = pr.RewardBatch.from_reward_lists(
+        list(zip(*rewards, strict=True)),
+        names=[f"r{k}" for k in range(len(weights))],
+        group_size=group_size,
+        weights=weights,
+    )
     return compute(estimator, batch, **params).advantages
 
 
@@ -46,8 +50,9 @@ def reward_matrices(draw):
     k = draw(st.integers(1, 3))
     group_size = draw(st.integers(2, 4))
     groups = draw(st.integers(1, 3))
-    rows = draw(st.lists(st.lists(reward_value, min_size=k, max_size=k), min_size=groups * group_size,
-                         max_size=groups * group_size))
+    rows = draw(
+        st.lists(st.lists(reward_value, min_size=k, max_size=k), min_size=groups * group_size, max_size=groups * group_size)
+    )
     weights = draw(st.lists(st.sampled_from([0.5, 1.0, 2.0]), min_size=k, max_size=k))
     return rows, group_size, weights
 

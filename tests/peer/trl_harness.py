@@ -23,7 +23,7 @@ import warnings
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
 _COLUMN = "peer_rewards"
 
@@ -41,7 +41,7 @@ def _tiny_model_and_tokenizer():
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     specials = ["<pad>", "<unk>", "<s>", "</s>"]
-    vocab = {tok: i for i, tok in enumerate(specials + ["prompt", "a", "b", "c", "d", "e", "f", "g", "h"])}
+    vocab = {tok: i for i, tok in enumerate([*specials, "prompt", "a", "b", "c", "d", "e", "f", "g", "h"])}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(
@@ -49,9 +49,16 @@ def _tiny_model_and_tokenizer():
     )
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     return LlamaForCausalLM(config), tokenizer
 
@@ -80,9 +87,19 @@ def _trainer(num_rows: int, group_size: int, weights: tuple[float, ...], aggrega
         warnings.simplefilter("ignore", FutureWarning)
         args = GRPOConfig(
             output_dir=_scratch_dir().name,
-            use_cpu=True, bf16=False, fp16=False, report_to=[], logging_steps=1, save_strategy="no", seed=0,
-            num_generations=group_size, per_device_train_batch_size=num_rows, max_completion_length=2,
-            multi_objective_aggregation=aggregation, scale_rewards=scale_rewards, reward_weights=list(weights),
+            use_cpu=True,
+            bf16=False,
+            fp16=False,
+            report_to=[],
+            logging_steps=1,
+            save_strategy="no",
+            seed=0,
+            num_generations=group_size,
+            per_device_train_batch_size=num_rows,
+            max_completion_length=2,
+            multi_objective_aggregation=aggregation,
+            scale_rewards=scale_rewards,
+            reward_weights=list(weights),
         )
         trainer = GRPOTrainer(
             model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args, train_dataset=dataset

@@ -19,8 +19,12 @@ def reward_batches(draw, min_k=1, max_k=3, nan=True, min_group=1):
         value = st.one_of(value, value, value, st.just(float("nan")))
     rows = draw(st.lists(st.lists(value, min_size=k, max_size=k), min_size=len(group_ids), max_size=len(group_ids)))
     weights = draw(st.lists(st.sampled_from([0.5, 1.0, 2.0, 3.0]), min_size=k, max_size=k))
-    return pr.RewardBatch(rewards=torch.tensor(rows, dtype=torch.float64), names=[f"r{i}" for i in range(k)],
-                          group_ids=group_ids, weights=weights)
+    return pr.RewardBatch(
+        rewards=torch.tensor(rows, dtype=torch.float64),
+        names=[f"r{i}" for i in range(k)],
+        group_ids=group_ids,
+        weights=weights,
+    )
 
 
 def group_sums(values, batch):

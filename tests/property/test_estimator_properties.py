@@ -7,20 +7,33 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import polyreward as pr
 from polyreward.advantages import compute
+from polyreward.groups import batch_normalize_parts
 
 from .strategies import group_sums, reward_batches
 
 SETTINGS = settings(max_examples=60, deadline=None)
 # (estimator, params) for every sample-level estimator on plain reward batches
 SAMPLE_ESTIMATORS = [
-    ("grpo", {}), ("grpo", {"scale": "batch"}), ("grpo", {"scale": "none"}), ("dr_grpo", {}), ("rloo", {}),
-    ("reinforce_pp", {}), ("reinforce_pp", {"baseline": "group"}), ("gdpo", {}), ("gdpo", {"batch_norm": None}),
+    ("grpo", {}),
+    ("grpo", {"scale": "batch"}),
+    ("grpo", {"scale": "none"}),
+    ("dr_grpo", {}),
+    ("rloo", {}),
+    ("reinforce_pp", {}),
+    ("reinforce_pp", {"baseline": "group"}),
+    ("gdpo", {}),
+    ("gdpo", {"batch_norm": None}),
     ("directional", {"direction": [1.0, 2.0, 0.5]}),
 ]
-GROUP_ZERO_SUM = [("grpo", {}), ("grpo", {"scale": "batch"}), ("dr_grpo", {}), ("rloo", {}),
-                  ("gdpo", {"batch_norm": None}), ("directional", {"direction": [1.0, 2.0, 0.5]})]
+GROUP_ZERO_SUM = [
+    ("grpo", {}),
+    ("grpo", {"scale": "batch"}),
+    ("dr_grpo", {}),
+    ("rloo", {}),
+    ("gdpo", {"batch_norm": None}),
+    ("directional", {"direction": [1.0, 2.0, 0.5]}),
+]
 
 
 def _batch_for(name, params, batch):
@@ -79,10 +92,16 @@ def test_per_component_parts_add_up_to_advantages(name, params, batch):
 affine = st.tuples(st.sampled_from([0.5, 2.0, 10.0]), st.sampled_from([-5.0, 0.0, 3.0]))
 
 
-@pytest.mark.parametrize(("name", "params", "scales"), [
-    ("grpo", {}, True), ("grpo", {"scale": "batch"}, True), ("dr_grpo", {}, False), ("rloo", {}, False),
-    ("reinforce_pp", {"baseline": "group"}, True),
-])
+@pytest.mark.parametrize(
+    ("name", "params", "scales"),
+    [
+        ("grpo", {}, True),
+        ("grpo", {"scale": "batch"}, True),
+        ("dr_grpo", {}, False),
+        ("rloo", {}, False),
+        ("reinforce_pp", {"baseline": "group"}, True),
+    ],
+)
 @SETTINGS
 @given(batch=reward_batches(max_k=1, nan=False), ab=affine)
 def test_affine_reward_change(name, params, scales, batch, ab):
@@ -96,10 +115,14 @@ def test_affine_reward_change(name, params, scales, batch, ab):
 @SETTINGS
 @given(batch=reward_batches(nan=False), data=st.data())
 def test_gdpo_invariant_to_a_separate_affine_change_of_each_reward(batch, data):
-    a = torch.tensor(data.draw(st.lists(st.sampled_from([0.5, 2.0, 10.0]), min_size=batch.num_rewards,
-                                        max_size=batch.num_rewards)), dtype=torch.float64)
-    b = torch.tensor(data.draw(st.lists(st.sampled_from([-5.0, 0.0, 3.0]), min_size=batch.num_rewards,
-                                        max_size=batch.num_rewards)), dtype=torch.float64)
+    a = torch.tensor(
+        data.draw(st.lists(st.sampled_from([0.5, 2.0, 10.0]), min_size=batch.num_rewards, max_size=batch.num_rewards)),
+        dtype=torch.float64,
+    )
+    b = torch.tensor(
+        data.draw(st.lists(st.sampled_from([-5.0, 0.0, 3.0]), min_size=batch.num_rewards, max_size=batch.num_rewards)),
+        dtype=torch.float64,
+    )
     moved = dataclasses.replace(batch, rewards=a * batch.rewards + b)
     # Where the weighted sum cancels (std of pre ~ 0), GDPO's batch step divides eps-sized residues by
     # std + eps, as TRL does; invariance is only promised where there is signal to normalize.
@@ -117,7 +140,7 @@ def test_k1_multi_reward_estimators_reduce_to_single_reward_form(batch):
     _close(compute("directional", batch, direction=[2.0], eps=eps).advantages, grpo)
     # gdpo with batch normalization = grpo followed by batch normalization over the scorable rows
     scorable = ~torch.isnan(batch.rewards[:, 0])
-    expected = pr.advantages.segment.batch_normalize_parts(grpo[:, None], eps, include=scorable)[:, 0]
+    expected = batch_normalize_parts(grpo[:, None], eps, include=scorable)[:, 0]
     _close(compute("gdpo", batch, eps=eps).advantages, expected, 1e-5)
 
 

@@ -35,11 +35,20 @@ def _gnorm(values, eps, singleton=0.0):
     return {i: (v - mean) / (std + eps) for i, v in present}
 
 
+def _scores(batch):
+    """Weighted sum per sample, NaN rewards skipped; NaN when every reward is NaN."""
+    w = batch.weights.tolist()
+    return [
+        math.nan
+        if all(math.isnan(x) for x in row)
+        else sum(wk * x for wk, x in zip(w, row, strict=True) if not math.isnan(x))
+        for row in batch.rewards.tolist()
+    ]
+
+
 def loop_grpo(batch, eps=1e-4):
-    r, w = batch.rewards.tolist(), batch.weights.tolist()
-    scores = [math.nan if all(math.isnan(x) for x in row) else sum(wk * x for wk, x in zip(w, row) if not math.isnan(x))
-              for row in r]
-    out = [0.0] * len(r)
+    scores = _scores(batch)
+    out = [0.0] * len(scores)
     for members in _groups(batch):
         for i, a in _gnorm([(i, scores[i]) for i in members], eps).items():
             out[i] = a
@@ -47,10 +56,8 @@ def loop_grpo(batch, eps=1e-4):
 
 
 def loop_rloo(batch):
-    r, w = batch.rewards.tolist(), batch.weights.tolist()
-    scores = [math.nan if all(math.isnan(x) for x in row) else sum(wk * x for wk, x in zip(w, row) if not math.isnan(x))
-              for row in r]
-    out = [0.0] * len(r)
+    scores = _scores(batch)
+    out = [0.0] * len(scores)
     for members in _groups(batch):
         scored = [i for i in members if not math.isnan(scores[i])]
         for i in scored:
@@ -111,8 +118,9 @@ def test_hbpo_matches_loop(data):
     budgets = data.draw(st.lists(st.sampled_from([512.0, 1024.0, 2560.0]), min_size=n, max_size=n))
     lengths = data.draw(st.lists(st.integers(50, 4500), min_size=n, max_size=n))
     correct = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    reward = hbpo_reward(torch.tensor(lengths, dtype=torch.float64), torch.tensor(budgets, dtype=torch.float64),
-                         torch.tensor(correct))
+    reward = hbpo_reward(
+        torch.tensor(lengths, dtype=torch.float64), torch.tensor(budgets, dtype=torch.float64), torch.tensor(correct)
+    )
     batch = pr.RewardBatch(rewards=reward[:, None], names=["budget"], group_ids=groups, budgets=budgets)
     r = reward.tolist()
     expected = []
@@ -131,9 +139,12 @@ def test_dual_level_matches_loop(data):
     turns = [data.draw(st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0]), min_size=1, max_size=4)) for _ in range(n)]
     width = max(len(t) for t in turns)
     padded = [t + [None] * (width - len(t)) for t in turns]
-    batch = pr.RewardBatch(rewards=torch.zeros(n, 1, dtype=torch.float64), names=["x"], group_ids=groups,
-                           turn_rewards=torch.tensor([[math.nan if v is None else v for v in row] for row in padded],
-                                                     dtype=torch.float64))
+    batch = pr.RewardBatch(
+        rewards=torch.zeros(n, 1, dtype=torch.float64),
+        names=["x"],
+        group_ids=groups,
+        turn_rewards=torch.tensor([[math.nan if v is None else v for v in row] for row in padded], dtype=torch.float64),
+    )
     lam, eps = 0.9, 1e-6
     totals = [sum(t) for t in turns]
     returns = [[sum(lam ** (k - s) * t[k] for k in range(s, len(t))) for s in range(len(t))] for t in turns]

@@ -69,8 +69,9 @@ def test_weighted_sum_treats_nan_as_zero():
 
 
 def test_from_reward_lists_trl_layout():
-    batch = pr.RewardBatch.from_reward_lists([[1, 0, 1, 1], [None, 1, 0, 0]], names=["correct", "format"],
-                                             group_size=2, weights=[1.0, 0.5])
+    batch = pr.RewardBatch.from_reward_lists(
+        [[1, 0, 1, 1], [None, 1, 0, 0]], names=["correct", "format"], group_size=2, weights=[1.0, 0.5]
+    )
     assert batch.rewards.shape == (4, 2) and batch.group_index.tolist() == [0, 0, 1, 1]
     assert math.isnan(batch.rewards[0, 1])
     with pytest.raises(ValueError, match="reward lists differ in length"):

@@ -29,8 +29,7 @@ def test_advantage_share_and_zero_variance_by_hand():
     # grpo parts: group 0 -> a: +-1/sqrt(.5)*.5 = +-0.7071, b: 0; group 1: sum [2, 0], std sqrt2:
     # a: +-0.5/1.4142, b: +-0.5/1.4142.  |a| mass = 2*.7071 + 2*.3536, |b| mass = 2*.3536
     a_mass, b_mass = 2 * 0.70711 + 2 * 0.35355, 2 * 0.35355
-    torch.testing.assert_close(diag.advantage_share, torch.tensor([a_mass, b_mass]) / (a_mass + b_mass),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(diag.advantage_share, torch.tensor([a_mass, b_mass]) / (a_mass + b_mass), atol=1e-4, rtol=0)
     assert diag.zero_variance_groups.tolist() == [0.0, 0.5]
     assert diag.applicable.tolist() == [1.0, 1.0]
 

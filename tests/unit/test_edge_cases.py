@@ -49,8 +49,7 @@ def test_all_nan_row_gets_zero_and_is_left_out_of_the_baseline():
 def test_partly_nan_row_counts_missing_reward_as_zero_in_summing_estimators():
     """Sum-then-normalize (TRL's convention): NaN adds nothing to the weighted sum."""
     batch = pr.RewardBatch(rewards=[[1.0, None], [1.0, 1.0]], names=["a", "b"])
-    torch.testing.assert_close(compute("grpo", batch).advantages,
-                               torch.tensor([-0.5, 0.5]) / (math.sqrt(0.5) + 1e-4))
+    torch.testing.assert_close(compute("grpo", batch).advantages, torch.tensor([-0.5, 0.5]) / (math.sqrt(0.5) + 1e-4))
 
 
 def test_float64_rewards_stay_float64():

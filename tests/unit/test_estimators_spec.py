@@ -13,8 +13,9 @@ TOL = 1e-3
 
 
 def close(actual, expected, tol=TOL):
-    torch.testing.assert_close(torch.as_tensor(actual, dtype=torch.float64),
-                               torch.as_tensor(expected, dtype=torch.float64), atol=tol, rtol=0)
+    torch.testing.assert_close(
+        torch.as_tensor(actual, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64), atol=tol, rtol=0
+    )
 
 
 @pytest.fixture
@@ -25,8 +26,8 @@ def gdpo_batch():
 
 def test_gdpo_spec_case(gdpo_batch):
     result = compute("gdpo", gdpo_batch)
-    close(result.extras["normalized"][:4], [[.8660, .8660], [.8660, -.8660], [-.8660, .8660], [-.8660, -.8660]])
-    close(result.extras["normalized"][4:, 0], [.5, .5, -1.5, .5])
+    close(result.extras["normalized"][:4], [[0.8660, 0.8660], [0.8660, -0.8660], [-0.8660, 0.8660], [-0.8660, -0.8660]])
+    close(result.extras["normalized"][4:, 0], [0.5, 0.5, -1.5, 0.5])
     close(result.extras["normalized"][4:, 1], [0, 0, 0, 0])
     close(result.advantages, [1.5274, 0, 0, -1.5274, 0.4409, 0.4409, -1.3227, 0.4409])
     pre = compute("gdpo", gdpo_batch, batch_norm=None).advantages
@@ -65,8 +66,9 @@ def test_hdpo_spec_case():
     fmt = torch.tensor([1.0, 1, 0, 1])
     tools = torch.tensor([0.0, 2, 1, 0])
     tool = torch.where(answer > 0, 1 / (tools + 1), torch.zeros(4))
-    batch = pr.RewardBatch(rewards=torch.stack([answer, fmt, tool], 1), names=["answer", "format", "tool"],
-                           weights=[0.9, 0.1, 1.0])
+    batch = pr.RewardBatch(
+        rewards=torch.stack([answer, fmt, tool], 1), names=["answer", "format", "tool"], weights=[0.9, 0.1, 1.0]
+    )
     result = compute("hdpo", batch)
     close(result.channels["primary"], [0.5735, 0.5735, 0.3441, -1.4912])
     close(result.channels["conditional"], [1.1209, -0.8006, -0.3203, 0.0])
@@ -85,8 +87,9 @@ def test_hdpo_single_qualifier_gets_zero_and_gate_option():
 
 
 def test_matchtir_dual_level_spec_case():
-    batch = pr.RewardBatch(rewards=[[0.0]] * 3, names=["answer"],
-                           turn_rewards=[[0.8, 1, 1], [0.5, 0, None], [1.0, 0.6, None]])
+    batch = pr.RewardBatch(
+        rewards=[[0.0]] * 3, names=["answer"], turn_rewards=[[0.8, 1, 1], [0.5, 0, None], [1.0, 0.6, None]]
+    )
     result = compute("dual_level", batch, lam=0.9)
     close(result.extras["trajectory"], [1.0142, -0.9852, -0.0290])
     close(result.advantages, [[1.0012, 1.0562, 1.0071], [-0.9983, -0.9216, 0], [-0.0029, -0.1346, 0]])
@@ -97,8 +100,14 @@ def test_matchtir_dual_level_spec_case():
 
 @pytest.mark.parametrize(
     ("n", "budget", "expected"),
-    [(800, 1024, 3.6955), (1500, 1024, 3.2400), (300, 512, 3.9231), (300, 2560, 2.2223),
-     (3000, 512, 1.0248), (3000, 2560, 1.5248)],
+    [
+        (800, 1024, 3.6955),
+        (1500, 1024, 3.2400),
+        (300, 512, 3.9231),
+        (300, 2560, 2.2223),
+        (3000, 512, 1.0248),
+        (3000, 2560, 1.5248),
+    ],
 )
 def test_hbpo_reward_spec_cases(n, budget, expected):
     close(hbpo_reward(torch.tensor([float(n)]), torch.tensor([float(budget)]), torch.tensor([True])), [expected])
@@ -133,9 +142,10 @@ def test_directional_spec_case():
 
 def _slim_batch():
     rewards = torch.tensor([[1.0, 0], [0, 1], [1, 1]])[:, None, :]
-    values = torch.tensor([[.5, .2], [.4, .3], [.6, .1], [0, .5]])[:, None, :]
-    batch = pr.RewardBatch.from_steps(rewards, ["reach", "skill"], terminated=[[0], [0], [1]],
-                                      truncated=[[0], [0], [0]], weights=[1.0, 0.5])
+    values = torch.tensor([[0.5, 0.2], [0.4, 0.3], [0.6, 0.1], [0, 0.5]])[:, None, :]
+    batch = pr.RewardBatch.from_steps(
+        rewards, ["reach", "skill"], terminated=[[0], [0], [1]], truncated=[[0], [0], [0]], weights=[1.0, 0.5]
+    )
     return batch, values
 
 
@@ -160,8 +170,7 @@ def test_gae_closed_form_constant_reward():
     """Reward 1 forever with V = 1/(1-gamma) is a fixed point: every TD error and advantage is 0."""
     gamma, steps = 0.9, 50
     rewards = torch.ones(steps, 1, 1)
-    batch = pr.RewardBatch.from_steps(rewards, ["alive"], terminated=torch.zeros(steps, 1),
-                                      truncated=torch.zeros(steps, 1))
+    batch = pr.RewardBatch.from_steps(rewards, ["alive"], terminated=torch.zeros(steps, 1), truncated=torch.zeros(steps, 1))
     values = torch.full((steps + 1, 1), 1 / (1 - gamma))
     result = compute("gae", batch, values=values, gamma=gamma, lam=0.95)
     close(result.advantages, torch.zeros(steps, 1), 1e-5)
@@ -172,15 +181,28 @@ def test_gae_truncation_bootstraps_termination_does_not():
     # one step, reward 1, next value 10: truncated bootstraps (1 + 0.5 * 10 - 0), terminated does not
     rewards = torch.ones(1, 2)
     values, next_values = torch.zeros(1, 2), torch.full((1, 2), 10.0)
-    adv, _ = pr.advantages.gae(rewards, values, next_values, terminated=torch.tensor([[True, False]]),
-                               truncated=torch.tensor([[False, True]]), gamma=0.5, lam=1.0)
+    adv, _ = pr.advantages.gae(
+        rewards,
+        values,
+        next_values,
+        terminated=torch.tensor([[True, False]]),
+        truncated=torch.tensor([[False, True]]),
+        gamma=0.5,
+        lam=1.0,
+    )
     close(adv, [[1.0, 6.0]])
 
 
 def test_gae_episode_boundary_stops_recursion():
     # two steps, the first truncated: A_0 must not include the second episode's advantage
     rewards = torch.tensor([[0.0], [1.0]])
-    adv, _ = pr.advantages.gae(rewards, torch.zeros(2, 1), torch.zeros(2, 1),
-                               terminated=torch.tensor([[False], [True]]), truncated=torch.tensor([[True], [False]]),
-                               gamma=0.9, lam=1.0)
+    adv, _ = pr.advantages.gae(
+        rewards,
+        torch.zeros(2, 1),
+        torch.zeros(2, 1),
+        terminated=torch.tensor([[False], [True]]),
+        truncated=torch.tensor([[True], [False]]),
+        gamma=0.9,
+        lam=1.0,
+    )
     close(adv, [[0.0], [1.0]])

@@ -4,12 +4,23 @@ import torch
 import polyreward as pr
 from polyreward import advantages
 
-REQUIRED = {"grpo", "dr_grpo", "rloo", "reinforce_pp", "gdpo", "hdpo", "hbpo", "dual_level", "directional",
-            "gae", "multi_critic"}
+REQUIRED = {
+    "grpo",
+    "dr_grpo",
+    "rloo",
+    "reinforce_pp",
+    "gdpo",
+    "hdpo",
+    "hbpo",
+    "dual_level",
+    "directional",
+    "gae",
+    "multi_critic",
+}
 
 
 def test_every_required_estimator_is_registered():
-    assert REQUIRED <= set(advantages.names())
+    assert set(advantages.names()) >= REQUIRED
 
 
 def test_unknown_estimator_suggests_close_names():

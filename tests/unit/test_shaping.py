@@ -31,5 +31,6 @@ def test_count_bonus_product_spec_case():
     # lifetime counts before: a:3, c:1; the episode visits a, b, a, c, a
     first_visit = torch.tensor([1.0, 1, 0, 1, 0])
     lifetime = torch.tensor([4.0, 1, 5, 2, 6])
-    torch.testing.assert_close(combine_bonuses(lifetime.rsqrt(), first_visit),
-                               torch.tensor([0.5, 1.0, 0, 0.707107, 0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        combine_bonuses(lifetime.rsqrt(), first_visit), torch.tensor([0.5, 1.0, 0, 0.707107, 0]), atol=1e-6, rtol=0
+    )

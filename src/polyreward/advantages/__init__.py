@@ -7,7 +7,7 @@ lives in pure tensor functions (``grpo_advantage``, ``gdpo_advantage``, ...) exp
 from polyreward.advantages.budget import hbpo_advantage
 from polyreward.advantages.conditional import conditional_advantage
 from polyreward.advantages.gae import gae, multi_critic_advantage
-from polyreward.advantages.gdpo import condition_reward, gdpo_advantage
+from polyreward.advantages.gdpo import gdpo_advantage
 from polyreward.advantages.group import (
     best_in_group,
     grpo_advantage,
@@ -16,8 +16,9 @@ from polyreward.advantages.group import (
     unit_direction,
 )
 from polyreward.advantages.registry import AdvantageResult, compute, get, names, parameters, register
-from polyreward.advantages.segment import group_mean_std, group_normalize
 from polyreward.advantages.turns import discounted_turn_returns, dual_level_advantage
+from polyreward.groups import group_mean_std, group_normalize
+from polyreward.rewards.conditioning import condition_reward
 
 __all__ = [
     "AdvantageResult",

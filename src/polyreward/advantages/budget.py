@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from polyreward.advantages.group import _group_metrics
+from polyreward.advantages.group import score_metrics
 from polyreward.advantages.registry import AdvantageResult, register
-from polyreward.advantages.segment import group_mean_std, group_normalize
-from polyreward.batch import RewardBatch, _dense_index_in_order
+from polyreward.batch import RewardBatch
+from polyreward.groups import dense_index, group_mean_std, group_normalize
 from polyreward.rewards.budget import budget_ceiling
 
 
@@ -34,7 +34,7 @@ def hbpo_advantage(
     """
     inter = group_normalize(scores, group_index, num_groups, eps)
     _, budget_index = torch.unique(budgets, return_inverse=True)
-    num_subgroups, subgroup = _dense_index_in_order(group_index * (int(budget_index.max()) + 1) + budget_index)
+    num_subgroups, subgroup = dense_index(group_index * (int(budget_index.max()) + 1) + budget_index)
     sub_mean, _, _ = group_mean_std(scores, subgroup, num_subgroups)
     intra = sub_mean[subgroup] - budget_ceiling(budgets, max_length, beta)
     intra = torch.nan_to_num(intra, nan=0.0)
@@ -50,7 +50,5 @@ def hbpo(batch: RewardBatch, *, max_length: int = 4096, beta: float = 4.0, eps: 
     if batch.budgets is None:
         raise ValueError("hbpo: needs RewardBatch.budgets (the token budget of each sample)")
     scores = batch.weighted_sum()
-    adv, inter, intra = hbpo_advantage(scores, batch.budgets, batch.group_index, batch.num_groups,
-                                       max_length, beta, eps)
-    return AdvantageResult(advantages=adv, metrics=_group_metrics(batch, scores),
-                           extras={"inter": inter, "intra": intra})
+    adv, inter, intra = hbpo_advantage(scores, batch.budgets, batch.group_index, batch.num_groups, max_length, beta, eps)
+    return AdvantageResult(advantages=adv, metrics=score_metrics(batch, scores), extras={"inter": inter, "intra": intra})

@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from polyreward.advantages.group import _group_metrics, grpo_advantage
+from polyreward.advantages.group import grpo_advantage, score_metrics
 from polyreward.advantages.registry import AdvantageResult, register
-from polyreward.advantages.segment import group_mean_std
 from polyreward.batch import RewardBatch
+from polyreward.groups import group_mean_std
 
 
 def conditional_advantage(
@@ -63,15 +63,16 @@ def hdpo(
     column = batch.index(name)
     primary_names = [n for n in batch.names if n != name]
     primary = batch.select(*primary_names)
-    a_primary, primary_parts = grpo_advantage(primary.rewards, primary.weights, batch.group_index,
-                                              batch.num_groups, "group", eps)
+    a_primary, primary_parts = grpo_advantage(
+        primary.rewards, primary.weights, batch.group_index, batch.num_groups, "group", eps
+    )
     reward = batch.rewards[:, column]
     qualify = reward > 0 if gate is None else batch[gate] >= gate_threshold
     a_cond = conditional_advantage(reward, qualify, batch.group_index, batch.num_groups, eps, min_qualify)
     parts = torch.zeros_like(batch.rewards)
     parts[:, [batch.index(n) for n in primary_names]] = primary_parts
     parts[:, column] = conditional_weight * a_cond
-    metrics = _group_metrics(primary, primary.weighted_sum())
+    metrics = score_metrics(primary, primary.weighted_sum())
     metrics["qualifying_fraction"] = float(qualify.float().mean())
     metrics["conditional_nonzero_fraction"] = float((a_cond != 0).float().mean())
     return AdvantageResult(

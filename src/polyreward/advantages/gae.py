@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from polyreward.advantages.registry import AdvantageResult, register
-from polyreward.advantages.segment import batch_normalize_parts
 from polyreward.batch import RewardBatch
+from polyreward.groups import batch_normalize_parts
 
 CriticNorm = Literal["per_critic", "scalarized", "none"]
 
@@ -76,21 +76,27 @@ def _step_values(batch: RewardBatch, values: Tensor | None, next_values: Tensor 
     values = torch.as_tensor(values, dtype=batch.rewards.dtype, device=batch.rewards.device)
     if next_values is None:
         if values.shape[:2] != (t + 1, e):
-            raise ValueError(f"{name}: values has shape {tuple(values.shape)}, expected [T+1={t + 1}, E={e}, ...] "
-                             "when next_values is not given")
+            raise ValueError(
+                f"{name}: values has shape {tuple(values.shape)}, expected [T+1={t + 1}, E={e}, ...] "
+                "when next_values is not given"
+            )
         return values[:-1], values[1:]
     next_values = torch.as_tensor(next_values, dtype=batch.rewards.dtype, device=batch.rewards.device)
     if values.shape[:2] != (t, e) or next_values.shape != values.shape:
-        raise ValueError(f"{name}: values {tuple(values.shape)} and next_values {tuple(next_values.shape)} "
-                         f"must both be [T={t}, E={e}, ...]")
+        raise ValueError(
+            f"{name}: values {tuple(values.shape)} and next_values {tuple(next_values.shape)} "
+            f"must both be [T={t}, E={e}, ...]"
+        )
     return values, next_values
 
 
 def _per_critic_gae(batch: RewardBatch, values: Tensor, next_values: Tensor, gamma: float, lam: float, name: str):
     t, e = batch.step_shape
     if values.shape[2:] != (batch.num_rewards,):
-        raise ValueError(f"{name}: values need one critic per reward, shape [.., {batch.num_rewards}] for "
-                         f"{list(batch.names)}, got {tuple(values.shape)}")
+        raise ValueError(
+            f"{name}: values need one critic per reward, shape [.., {batch.num_rewards}] for "
+            f"{list(batch.names)}, got {tuple(values.shape)}"
+        )
     rewards = torch.nan_to_num(batch.rewards, nan=0.0).reshape(t, e, -1)
     return gae(rewards, values, next_values, batch.terminated, batch.truncated, gamma, lam)
 
@@ -114,8 +120,9 @@ def multi_critic(
     v, nv = _step_values(batch, values, next_values, "multi_critic")
     per_critic, returns = _per_critic_gae(batch, v, nv, gamma, lam, "multi_critic")
     parts = multi_critic_advantage(per_critic, batch.weights, norm, eps)
-    return AdvantageResult(advantages=parts.sum(-1), per_component=parts, level="step",
-                           extras={"returns": returns, "per_critic": per_critic})
+    return AdvantageResult(
+        advantages=parts.sum(-1), per_component=parts, level="step", extras={"returns": returns, "per_critic": per_critic}
+    )
 
 
 @register("gae")
@@ -133,8 +140,7 @@ def gae_estimator(
     if v.dim() == 3:
         per_critic, returns = _per_critic_gae(batch, v, nv, gamma, lam, "gae")
         parts = per_critic * batch.weights
-        return AdvantageResult(advantages=parts.sum(-1), per_component=parts, level="step",
-                               extras={"returns": returns})
+        return AdvantageResult(advantages=parts.sum(-1), per_component=parts, level="step", extras={"returns": returns})
     t, e = batch.step_shape
     scores = batch.weighted_sum().reshape(t, e)
     adv, returns = gae(scores, v, nv, batch.terminated, batch.truncated, gamma, lam)

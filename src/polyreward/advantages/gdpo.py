@@ -7,10 +7,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from polyreward.advantages.group import BatchNorm, _group_metrics, _token_counts
+from polyreward.advantages.group import BatchNorm, score_metrics, token_counts_for
 from polyreward.advantages.registry import AdvantageResult, register
-from polyreward.advantages.segment import batch_normalize_parts, group_normalize
 from polyreward.batch import RewardBatch
+from polyreward.groups import batch_normalize_parts, group_normalize
 
 
 def gdpo_advantage(
@@ -44,17 +44,6 @@ def gdpo_advantage(
     return parts.sum(-1), parts, normalized
 
 
-def condition_reward(reward: Tensor, gate: Tensor, threshold: float = 1.0) -> Tensor:
-    """``reward * 1[gate >= threshold]``: pay an easy reward only when a harder one holds.
-
-    GDPO reports that conditioning (e.g. length only for correct answers) sets priorities more
-    reliably than lowering the easy reward's weight. A NaN gate does not hold; a NaN reward stays NaN.
-    Shapes: ``reward[N]``, ``gate[N]`` -> ``[N]``.
-    """
-    holds = gate >= threshold  # NaN compares False
-    return torch.where(holds | torch.isnan(reward), reward, torch.zeros_like(reward))
-
-
 @register("gdpo")
 def gdpo(
     batch: RewardBatch,
@@ -63,9 +52,13 @@ def gdpo(
     eps: float = 1e-4,
 ) -> AdvantageResult:
     """GDPO (TRL's ``normalize_then_sum``); ``extras["normalized"]`` holds each reward's group advantage."""
-    counts = _token_counts(batch, batch_norm, "gdpo")
+    counts = token_counts_for(batch, batch_norm, "gdpo")
     adv, parts, normalized = gdpo_advantage(
         batch.rewards, batch.weights, batch.group_index, batch.num_groups, eps, batch_norm, counts
     )
-    return AdvantageResult(advantages=adv, per_component=parts, metrics=_group_metrics(batch, batch.weighted_sum()),
-                           extras={"normalized": normalized})
+    return AdvantageResult(
+        advantages=adv,
+        per_component=parts,
+        metrics=score_metrics(batch, batch.weighted_sum()),
+        extras={"normalized": normalized},
+    )

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from polyreward.advantages.registry import AdvantageResult, register
-from polyreward.advantages.segment import batch_normalize_parts, group_mean, group_mean_std
 from polyreward.batch import RewardBatch
+from polyreward.groups import batch_normalize_parts, group_mean, group_mean_std
 
 Scale = Literal["group", "batch", "none"]
 BatchNorm = Literal["sequence", "token"]
@@ -113,7 +113,7 @@ def best_in_group(scores: Tensor, group_index: Tensor, num_groups: int) -> Tenso
     return first.scatter_reduce_(0, group_index[is_best], position[is_best], reduce="amin")
 
 
-def _group_metrics(batch: RewardBatch, scores: Tensor) -> dict[str, float]:
+def score_metrics(batch: RewardBatch, scores: Tensor) -> dict[str, float]:
     _, std, count = group_mean_std(scores, batch.group_index, batch.num_groups)
     compared = count > 1
     return {
@@ -123,7 +123,7 @@ def _group_metrics(batch: RewardBatch, scores: Tensor) -> dict[str, float]:
 
 
 def _result(batch: RewardBatch, advantages: Tensor, parts: Tensor, scores: Tensor) -> AdvantageResult:
-    return AdvantageResult(advantages=advantages, per_component=parts, metrics=_group_metrics(batch, scores))
+    return AdvantageResult(advantages=advantages, per_component=parts, metrics=score_metrics(batch, scores))
 
 
 @register("grpo")
@@ -156,7 +156,7 @@ def reinforce_pp(
     eps: float = 1e-8,
 ) -> AdvantageResult:
     """REINFORCE++ with global (batch) advantage normalization; ``baseline="group"`` for -baseline."""
-    counts = _token_counts(batch, batch_norm, "reinforce_pp")
+    counts = token_counts_for(batch, batch_norm, "reinforce_pp")
     adv, parts = reinforce_pp_advantage(
         batch.rewards, batch.weights, batch.group_index, batch.num_groups, baseline, eps, counts
     )
@@ -180,9 +180,12 @@ def directional(
     v = _direction(batch, direction, angle)
     adv, parts = grpo_advantage(batch.rewards, v, batch.group_index, batch.num_groups, scale, eps)
     scores = torch.nan_to_num(batch.rewards, nan=0.0) @ v
-    return AdvantageResult(advantages=adv, per_component=parts, metrics=_group_metrics(batch, scores),
-                           extras={"scores": scores, "best_in_group": best_in_group(scores, batch.group_index,
-                                                                                   batch.num_groups)})
+    return AdvantageResult(
+        advantages=adv,
+        per_component=parts,
+        metrics=score_metrics(batch, scores),
+        extras={"scores": scores, "best_in_group": best_in_group(scores, batch.group_index, batch.num_groups)},
+    )
 
 
 def _direction(batch: RewardBatch, direction: list[float] | None, angle: float | None) -> Tensor:
@@ -195,12 +198,14 @@ def _direction(batch: RewardBatch, direction: list[float] | None, angle: float |
         return torch.stack([torch.cos(rad), torch.sin(rad)]).to(batch.rewards.device)
     v = torch.as_tensor(direction, dtype=batch.rewards.dtype, device=batch.rewards.device)
     if v.shape != (batch.num_rewards,):
-        raise ValueError(f"directional: direction has {v.numel()} entries, expected K={batch.num_rewards} "
-                         f"(one per reward {list(batch.names)})")
+        raise ValueError(
+            f"directional: direction has {v.numel()} entries, expected K={batch.num_rewards} "
+            f"(one per reward {list(batch.names)})"
+        )
     return unit_direction(v)
 
 
-def _token_counts(batch: RewardBatch, batch_norm: str | None, estimator: str) -> Tensor | None:
+def token_counts_for(batch: RewardBatch, batch_norm: str | None, estimator: str) -> Tensor | None:
     """Token counts for ``batch_norm="token"``; an error if the batch has no ``response_mask``."""
     if batch_norm != "token":
         return None

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 
 from polyreward.advantages.registry import AdvantageResult, register
-from polyreward.advantages.segment import Singleton, group_normalize
 from polyreward.batch import RewardBatch
+from polyreward.groups import Singleton, group_normalize
 
 
 def discounted_turn_returns(turn_rewards: Tensor, turn_mask: Tensor, lam: float) -> Tensor:
@@ -54,7 +54,7 @@ def dual_level(batch: RewardBatch, *, lam: float = 0.9, eps: float = 1e-6, singl
     """Per-turn advantages ``[N, T]`` from ``batch.turn_rewards`` (the trajectory score is their sum)."""
     if batch.turn_rewards is None:
         raise ValueError("dual_level: needs RewardBatch.turn_rewards [N, T] (per-turn rewards of each sample)")
-    adv, traj, turn = dual_level_advantage(batch.turn_rewards, batch.turn_mask, batch.group_index,
-                                           batch.num_groups, lam, eps, singleton)
-    return AdvantageResult(advantages=adv, level="turn", mask=batch.turn_mask,
-                           extras={"trajectory": traj, "turn": turn})
+    adv, traj, turn = dual_level_advantage(
+        batch.turn_rewards, batch.turn_mask, batch.group_index, batch.num_groups, lam, eps, singleton
+    )
+    return AdvantageResult(advantages=adv, level="turn", mask=batch.turn_mask, extras={"trajectory": traj, "turn": turn})

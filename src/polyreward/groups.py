@@ -1,7 +1,7 @@
 """Vectorized per-group statistics (segment reductions) shared by every group estimator.
 
-All functions take a dense group index (``0 .. num_groups-1``, as ``RewardBatch.group_index``
-provides) and reduce over dim 0 with ``index_add_``: no Python loop over groups or samples.
+All statistics take a dense group index (``0 .. num_groups-1``, as :func:`dense_index` and
+``RewardBatch.group_index`` provide) and reduce over dim 0 with ``index_add_``: no Python loop over groups or samples.
 Trailing dimensions are carried through, so ``x`` may be ``[N]``, ``[N, K]`` or ``[N, T]``.
 NaN entries count as "not applicable": they are left out of every statistic.
 """
@@ -32,9 +32,7 @@ def group_mean(x: Tensor, group_index: Tensor, num_groups: int) -> tuple[Tensor,
     return group_sum(torch.nan_to_num(x, nan=0.0), group_index, num_groups) / count, count
 
 
-def group_mean_std(
-    x: Tensor, group_index: Tensor, num_groups: int, ddof: int = 1
-) -> tuple[Tensor, Tensor, Tensor]:
+def group_mean_std(x: Tensor, group_index: Tensor, num_groups: int, ddof: int = 1) -> tuple[Tensor, Tensor, Tensor]:
     """NaN-aware mean, std and count of ``x[N, ...]`` per group.
 
     Returns ``(mean, std, count)``, each ``[num_groups, ...]``. ``std`` uses ``ddof`` (1 = unbiased,
@@ -112,3 +110,15 @@ def batch_normalize_parts(
     part_means, _ = batch_standardize(parts, eps, token_counts)
     _, denom = batch_standardize(parts.sum(-1), eps, token_counts)
     return (parts - part_means) / denom
+
+
+def dense_index(ids: Tensor) -> tuple[int, Tensor]:
+    """Map arbitrary ids ``[N]`` to ``0..G-1`` in order of first appearance; returns ``(G, index[N])``."""
+    if ids.numel() == 0:
+        return 0, ids
+    uniques, inverse = torch.unique(ids, return_inverse=True)
+    first = torch.full((uniques.numel(),), ids.numel(), dtype=torch.long, device=ids.device)
+    first.scatter_reduce_(0, inverse, torch.arange(ids.numel(), device=ids.device), reduce="amin")
+    rank = torch.empty_like(first)
+    rank[torch.argsort(first)] = torch.arange(first.numel(), device=ids.device)
+    return uniques.numel(), rank[inverse]
