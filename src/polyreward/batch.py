@@ -222,6 +222,17 @@ class RewardBatch:
             rewards=r.reshape(-1, r.shape[-1]), names=names, weights=weights, terminated=terminated, truncated=truncated
         )
 
+    @classmethod
+    def from_turns(cls, turn_rewards: ArrayLike, group_ids: ArrayLike | None = None, name: str = "turns") -> RewardBatch:
+        """A multi-turn batch from per-turn rewards ``[N, T]`` (``None``/NaN = no such turn).
+
+        The reward column ``name`` holds each sample's total over its turns.
+        """
+        turns = _float_tensor(turn_rewards, "turn_rewards")
+        _check_shape(turns, "turn_rewards", ("N", "T"), "samples x turns")
+        totals = torch.nan_to_num(turns, nan=0.0).sum(-1, keepdim=True)
+        return cls(rewards=totals, names=[name], group_ids=group_ids, turn_rewards=turns)
+
     # ------------------------------------------------------------------ accessors
     @property
     def num_samples(self) -> int:
@@ -252,8 +263,12 @@ class RewardBatch:
         return self.rewards[:, self.index(name)]
 
     def weighted_sum(self) -> Tensor:
-        """``[N]`` sum of ``w_k * r_k`` over the rewards that apply (NaN counts as 0, as TRL's nansum)."""
-        return torch.nan_to_num(self.rewards, nan=0.0) @ self.weights
+        """``[N]`` sum of ``w_k * r_k`` over the rewards that apply (TRL's nansum).
+
+        A sample where no reward applies gets NaN, so that group statistics leave it out.
+        """
+        total = torch.nan_to_num(self.rewards, nan=0.0) @ self.weights
+        return torch.where(torch.isnan(self.rewards).all(-1), torch.full_like(total, float("nan")), total)
 
     # ------------------------------------------------------------------ one-call edits
     def select(self, *names: str) -> RewardBatch:

@@ -24,6 +24,8 @@ def potential_shaping(
     ``gamma^T Phi(s_T) - Phi(s_0)``). Robo-Dopamine (arXiv 2512.23703) uses this form to avoid the
     "semantic trap" of paying the progress estimate itself as reward.
     """
+    if terminal_potential not in ("zero", "keep"):
+        raise ValueError(f"potential_shaping: terminal_potential={terminal_potential!r} is not one of ['zero', 'keep']")
     following = potentials[1:]
     if terminal_potential == "zero":
         following = torch.where(terminated, torch.zeros_like(following), following)

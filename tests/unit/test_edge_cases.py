@@ -56,3 +56,26 @@ def test_float64_rewards_stay_float64():
     batch = pr.RewardBatch(rewards=np.array([[1.0], [0.0]]), names=["a"])
     for name in GROUP_ESTIMATORS:
         assert compute(name, batch).advantages.dtype == torch.float64
+
+
+def test_hbpo_leaves_unscorable_rows_out():
+    batch = pr.RewardBatch(rewards=[[None], [1.0], [2.0]], names=["budget"], budgets=[512, 512, 512])
+    result = compute("hbpo", batch)
+    assert result.advantages[0] == 0.0
+    # scored rows [1, 2]: inter = -+0.7071; intra = mean(1, 2) - 4 cos(pi * 512 / 8192)
+    intra = 1.5 - 4 * math.cos(math.pi * 512 / 8192)
+    torch.testing.assert_close(result.advantages[1:], torch.tensor([-0.70711, 0.70711]) + intra, atol=1e-4, rtol=0)
+
+
+def test_gdpo_counts_a_group_as_flat_only_when_every_reward_is_flat():
+    varied = pr.RewardBatch(rewards=[[2, 0, 0], [0, 1, 1], [1, 0, 1]], names=["a", "b", "c"])
+    assert compute("gdpo", varied).metrics["zero_variance_groups"] == 0.0
+    assert compute("grpo", varied).metrics["zero_variance_groups"] == 1.0  # the sums are all 2
+    flat = pr.RewardBatch(rewards=[[1, 0], [1, 0]], names=["a", "b"])
+    assert compute("gdpo", flat).metrics["zero_variance_groups"] == 1.0
+
+
+def test_from_turns_sums_each_samples_turns():
+    batch = pr.RewardBatch.from_turns([[1.0, 0.5], [0.25, None]], group_ids=[0, 0])
+    assert batch.names == ("turns",) and batch.rewards[:, 0].tolist() == [1.5, 0.25]
+    assert batch.turn_mask.tolist() == [[True, True], [True, False]]

@@ -34,3 +34,17 @@ def test_count_bonus_product_spec_case():
     torch.testing.assert_close(
         combine_bonuses(lifetime.rsqrt(), first_visit), torch.tensor([0.5, 1.0, 0, 0.707107, 0]), atol=1e-6, rtol=0
     )
+
+
+def test_unknown_terminal_potential_is_an_error():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"terminal_potential='zeros' is not one of \['zero', 'keep'\]"):
+        potential_shaping(torch.zeros(1), torch.zeros(2), torch.tensor([True]), 0.9, "zeros")
+
+
+def test_package_exposes_shaping_and_rewards():
+    import polyreward as pr
+
+    assert pr.shaping.combine_bonuses is combine_bonuses
+    assert pr.rewards.hbpo_reward([800], [1024], [True]).shape == (1,)

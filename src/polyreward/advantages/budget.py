@@ -29,6 +29,7 @@ def hbpo_advantage(
       reward its budget allows.
 
     Implements the paper's formula; the released code adds ``A_intra`` twice (a bug).
+    A NaN score (no reward applies) is left out of every mean and gets advantage 0.
     Args: ``scores[N]`` rewards, ``budgets[N]`` tokens, ``group_index[N]``.
     Returns ``(advantages[N], inter[N], intra[N])``.
     """
@@ -37,7 +38,7 @@ def hbpo_advantage(
     num_subgroups, subgroup = dense_index(group_index * (int(budget_index.max()) + 1) + budget_index)
     sub_mean, _, _ = group_mean_std(scores, subgroup, num_subgroups)
     intra = sub_mean[subgroup] - budget_ceiling(budgets, max_length, beta)
-    intra = torch.nan_to_num(intra, nan=0.0)
+    intra = torch.where(torch.isnan(scores), torch.zeros_like(intra), intra)
     return inter + intra, inter, intra
 
 

@@ -51,7 +51,9 @@ def hdpo(
     - primary channel: GRPO on the weighted sum of all other rewards (e.g. ``0.9*answer + 0.1*format``).
     - qualifying: ``conditional > 0`` (the paper's tool reward is 0 for wrong answers), or, with
       ``gate``, ``batch[gate] >= gate_threshold``.
-    - ``conditional_weight``: the channel's loss weight (paper: 0.15, ablated 0.10-0.20).
+    - ``conditional_weight``: the channel's loss weight (paper: 0.15, ablated 0.10-0.20). The
+      conditional reward's own entry in ``batch.weights`` only rescales it, which the normalization
+      cancels; this parameter is the one that sets its influence.
 
     ``channels`` holds both; ``advantages = primary + conditional_weight * conditional`` is the
     combined view. A trainer should apply one clipped surrogate per channel, the conditional one

@@ -142,6 +142,6 @@ def gae_estimator(
         parts = per_critic * batch.weights
         return AdvantageResult(advantages=parts.sum(-1), per_component=parts, level="step", extras={"returns": returns})
     t, e = batch.step_shape
-    scores = batch.weighted_sum().reshape(t, e)
+    scores = (torch.nan_to_num(batch.rewards, nan=0.0) @ batch.weights).reshape(t, e)
     adv, returns = gae(scores, v, nv, batch.terminated, batch.truncated, gamma, lam)
     return AdvantageResult(advantages=adv, level="step", extras={"returns": returns})

@@ -59,6 +59,6 @@ def gdpo(
     return AdvantageResult(
         advantages=adv,
         per_component=parts,
-        metrics=score_metrics(batch, batch.weighted_sum()),
+        metrics=score_metrics(batch, batch.rewards),  # no signal only where every reward is flat
         extras={"normalized": normalized},
     )

@@ -114,11 +114,20 @@ def best_in_group(scores: Tensor, group_index: Tensor, num_groups: int) -> Tenso
 
 
 def score_metrics(batch: RewardBatch, scores: Tensor) -> dict[str, float]:
-    _, std, count = group_mean_std(scores, batch.group_index, batch.num_groups)
+    """Group health of ``scores[N]`` (or ``[N, K]``, one column per reward).
+
+    ``zero_variance_groups``: fraction of groups with two or more scored samples where the score
+    (every column) is constant, i.e. groups that give no learning signal;
+    ``singleton_groups``: fraction of groups with at most one scored sample.
+    """
+    columns = scores if scores.dim() == 2 else scores[:, None]
+    _, std, count = group_mean_std(columns, batch.group_index, batch.num_groups)
     compared = count > 1
+    flat = ((std == 0) | ~compared).all(-1)
+    has_pairs = compared.any(-1)
     return {
-        "zero_variance_groups": float((std[compared] == 0).float().mean()) if compared.any() else 0.0,
-        "singleton_groups": float((count <= 1).float().mean()) if batch.num_groups else 0.0,
+        "zero_variance_groups": float(flat[has_pairs].float().mean()) if has_pairs.any() else 0.0,
+        "singleton_groups": float((~has_pairs).float().mean()),
     }
 
 

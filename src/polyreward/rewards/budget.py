@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -17,9 +18,9 @@ def budget_ceiling(budgets: Tensor, max_length: int = 4096, beta: float = 4.0) -
 
 
 def hbpo_reward(
-    n_tokens: Tensor,
-    budgets: Tensor,
-    correct: Tensor,
+    n_tokens: Tensor | Sequence[int],
+    budgets: Tensor | Sequence[float],
+    correct: Tensor | Sequence[bool],
     max_length: int = 4096,
     beta: float = 4.0,
     alpha: float = 1 / 4096,
@@ -34,7 +35,10 @@ def hbpo_reward(
     ``n <= b`` and the deviation term makes ``f1`` smaller. ``beta = 4``, ``alpha = 1/4096`` and
     ``L_max = 4096`` are the code's constants (the paper leaves them symbolic).
     """
-    n = n_tokens.to(budgets.dtype)
+    budgets = torch.as_tensor(budgets)
+    budgets = budgets if budgets.is_floating_point() else budgets.to(torch.get_default_dtype())
+    n = torch.as_tensor(n_tokens).to(budgets.dtype)
+    correct = torch.as_tensor(correct)
     over = beta * torch.cos(math.pi * n / (2 * max_length)) - alpha * (n - budgets).abs()
     reward = torch.where(n <= budgets, budget_ceiling(budgets, max_length, beta), over)
     return torch.where(correct.bool() & (n <= max_length), reward, torch.zeros_like(reward))
