@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from polyreward.groups import dense_index
-from polyreward.rewards.conditioning import condition_reward
 
 ArrayLike = Any  # a tensor, a numpy array or (nested) Python lists
 
@@ -298,7 +297,7 @@ class RewardBatch:
         """Pay reward ``name`` only where reward ``on`` reaches ``threshold`` (GDPO's conditioning).
 
         ``r_name' = r_name * 1[r_on >= threshold]``; a NaN gate does not hold. See
-        :func:`polyreward.rewards.condition_reward`.
+        :func:`condition_reward`.
         """
         column = condition_reward(self[name], self[on], threshold)
         rewards = self.rewards.clone()
@@ -320,3 +319,14 @@ class RewardBatch:
             f"RewardBatch(N={self.num_samples}, names={list(self.names)}, weights={self.weights.tolist()}, "
             f"groups={self.num_groups}" + (f", with {extra}" if extra else "") + ")"
         )
+
+
+def condition_reward(reward: Tensor, gate: Tensor, threshold: float = 1.0) -> Tensor:
+    """``reward * 1[gate >= threshold]``: pay an easy reward only when a harder one holds.
+
+    GDPO reports that conditioning (e.g. length only for correct answers) sets priorities more
+    reliably than lowering the easy reward's weight. A NaN gate does not hold; a NaN reward stays NaN.
+    Shapes: ``reward[N]``, ``gate[N]`` -> ``[N]``.
+    """
+    holds = gate >= threshold  # NaN compares False
+    return torch.where(holds | torch.isnan(reward), reward, torch.zeros_like(reward))

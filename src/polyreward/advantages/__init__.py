@@ -17,8 +17,8 @@ from polyreward.advantages.group import (
 )
 from polyreward.advantages.registry import AdvantageResult, compute, get, names, parameters, register
 from polyreward.advantages.turns import discounted_turn_returns, dual_level_advantage
+from polyreward.batch import condition_reward
 from polyreward.groups import group_mean_std, group_normalize
-from polyreward.rewards.conditioning import condition_reward
 
 __all__ = [
     "AdvantageResult",

@@ -1,6 +1,25 @@
-"""Reward functions. Each maps a batch of samples to one value per sample."""
+"""Reward components, reward sets and built-in reward functions.
 
+A reward function is TRL-style: ``fn(prompts, completions, **columns) -> list[float | None]``.
+:class:`RewardSet` scores K of them into a :class:`~polyreward.RewardBatch`.
+"""
+
+from polyreward.batch import condition_reward
 from polyreward.rewards.budget import budget_ceiling, hbpo_reward
-from polyreward.rewards.conditioning import condition_reward
+from polyreward.rewards.component import RewardComponent, RewardError, RewardFailure
+from polyreward.rewards.reward_set import RewardSet, ScoredRewards
+from polyreward.rewards.schedules import Constant, Linear, Step
 
-__all__ = ["budget_ceiling", "condition_reward", "hbpo_reward"]
+__all__ = [
+    "Constant",
+    "Linear",
+    "RewardComponent",
+    "RewardError",
+    "RewardFailure",
+    "RewardSet",
+    "ScoredRewards",
+    "Step",
+    "budget_ceiling",
+    "condition_reward",
+    "hbpo_reward",
+]
