@@ -6,6 +6,7 @@ A reward function is TRL-style: ``fn(prompts, completions, **columns) -> list[fl
 
 from polyreward.batch import condition_reward
 from polyreward.rewards.budget import budget_ceiling, hbpo_reward
+from polyreward.rewards.check import RewardCheck, check_reward
 from polyreward.rewards.component import RewardComponent, RewardError, RewardFailure
 from polyreward.rewards.reward_set import RewardSet, ScoredRewards
 from polyreward.rewards.schedules import Constant, Linear, Step
@@ -13,6 +14,7 @@ from polyreward.rewards.schedules import Constant, Linear, Step
 __all__ = [
     "Constant",
     "Linear",
+    "RewardCheck",
     "RewardComponent",
     "RewardError",
     "RewardFailure",
@@ -20,6 +22,7 @@ __all__ = [
     "ScoredRewards",
     "Step",
     "budget_ceiling",
+    "check_reward",
     "condition_reward",
     "hbpo_reward",
 ]

@@ -93,15 +93,16 @@ class RewardComponent:
             try:
                 pickle.dumps(self.fn)
             except Exception as err:  # pickling can fail with many exception types
-                raise ValueError(f"reward {name!r}: executor='process' needs a picklable, module-level function "
-                                 f"({type(err).__name__}: {err})") from err
+                raise ValueError(
+                    f"reward {name!r}: executor='process' needs a picklable, module-level function "
+                    f"({type(err).__name__}: {err})"
+                ) from err
         if not callable(self.weight) and not math.isfinite(float(self.weight)):
             raise ValueError(f"reward {name!r}: weight must be finite, got {self.weight}")
 
     @property
     def is_async(self) -> bool:
-        call = type(self.fn).__call__ if not inspect.isfunction(self.fn) else None  # async callable objects
-        return inspect.iscoroutinefunction(self.fn) or (call is not None and inspect.iscoroutinefunction(call))
+        return is_async_reward(self.fn)
 
     def weight_at(self, step: int) -> float:
         return weight_at(self.weight, step)
@@ -127,6 +128,12 @@ class RewardComponent:
         for i in failing:
             values[i] = replacement
         return values, failures
+
+
+def is_async_reward(fn: RewardFn) -> bool:
+    """True for ``async def`` functions and objects with an ``async def __call__``."""
+    call = None if inspect.isfunction(fn) else getattr(type(fn), "__call__", None)
+    return inspect.iscoroutinefunction(fn) or (call is not None and inspect.iscoroutinefunction(call))
 
 
 def parse_output(name: str, values: Any, count: int) -> tuple[list[float], list[RewardFailure]]:

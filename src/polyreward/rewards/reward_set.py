@@ -63,8 +63,10 @@ class RewardSet:
         names = [c.name for c in self.components]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"RewardSet: reward names must be unique, repeated: {duplicates} "
-                             "(give RewardComponent(fn, name=...) to tell them apart)")
+            raise ValueError(
+                f"RewardSet: reward names must be unique, repeated: {duplicates} "
+                "(give RewardComponent(fn, name=...) to tell them apart)"
+            )
         if workers < 1:
             raise ValueError(f"RewardSet: workers must be >= 1, got {workers}")
         self.workers = workers
@@ -111,8 +113,9 @@ class RewardSet:
             columns_out.append(values)
             failures += failed
             metrics.update(_reward_metrics(component, values, failed, outcomes[component.name].seconds, step))
-        batch = RewardBatch.from_reward_lists(columns_out, self.names, group_ids=group_ids, group_size=group_size,
-                                              weights=self.weights(step))
+        batch = RewardBatch.from_reward_lists(
+            columns_out, self.names, group_ids=group_ids, group_size=group_size, weights=self.weights(step)
+        )
         return ScoredRewards(batch=batch, metrics=metrics, failures=failures)
 
     # ------------------------------------------------------------------ process pool
@@ -165,8 +168,10 @@ class RewardSet:
         self.close()
 
     def __repr__(self) -> str:
-        parts = [f"{c.name}(w={c.weight if not callable(c.weight) else type(c.weight).__name__}, {c.on_error})"
-                 for c in self.components]
+        parts = [
+            f"{c.name}(w={c.weight if not callable(c.weight) else type(c.weight).__name__}, {c.on_error})"
+            for c in self.components
+        ]
         return f"RewardSet([{', '.join(parts)}])"
 
 
@@ -259,8 +264,9 @@ def _run_async(components: list[RewardComponent], call: _Call) -> list[_Outcome]
     async def one(component: RewardComponent) -> _Outcome:
         start = time.perf_counter()
         try:
-            values = await asyncio.wait_for(component.fn(call.prompts, call.completions, **call.columns),
-                                            component.timeout_s)
+            values = await asyncio.wait_for(
+                component.fn(call.prompts, call.completions, **call.columns), component.timeout_s
+            )
         except TimeoutError:
             return _Outcome(timed_out=True, seconds=time.perf_counter() - start)
         except Exception as err:
@@ -320,4 +326,3 @@ def _reward_metrics(
         f"{prefix}/seconds": seconds,
         f"{prefix}/weight": component.weight_at(step),
     }
-

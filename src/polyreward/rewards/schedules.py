@@ -38,8 +38,9 @@ class Linear:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.delay < 0:
-            raise ValueError(f"Linear schedule: steps must be >= 1 and delay >= 0, got steps={self.steps}, "
-                             f"delay={self.delay}")
+            raise ValueError(
+                f"Linear schedule: steps must be >= 1 and delay >= 0, got steps={self.steps}, delay={self.delay}"
+            )
 
     def __call__(self, step: int) -> float:
         progress = min(max((step - self.delay) / self.steps, 0.0), 1.0)
@@ -59,8 +60,10 @@ class Step:
 
     def __post_init__(self) -> None:
         if len(self.values) != len(self.boundaries) + 1:
-            raise ValueError(f"Step schedule: needs one more value than boundaries, got {len(self.values)} values "
-                             f"for {len(self.boundaries)} boundaries")
+            raise ValueError(
+                f"Step schedule: needs one more value than boundaries, got {len(self.values)} values "
+                f"for {len(self.boundaries)} boundaries"
+            )
         if list(self.boundaries) != sorted(self.boundaries):
             raise ValueError(f"Step schedule: boundaries must increase, got {self.boundaries}")
 

@@ -24,8 +24,7 @@ def has_reference(prompts, completions, reference, **kwargs):
 
 def test_trl_style_functions_become_named_columns_with_dataset_columns():
     rs = RewardSet([correct, has_reference, RewardComponent(reward_fns.length_reward, weight=0.5)])
-    scored = rs.score(PROMPTS, COMPLETIONS, group_size=2, answer=["a", "a", "c", "dddd"],
-                      reference=[None, "r", "r", "r"])
+    scored = rs.score(PROMPTS, COMPLETIONS, group_size=2, answer=["a", "a", "c", "dddd"], reference=[None, "r", "r", "r"])
     batch = scored.batch
     assert batch.names == ("correct", "has_reference", "length_reward")
     assert batch["correct"].tolist() == [1.0, 0.0, 0.0, 1.0]
@@ -116,8 +115,12 @@ def test_async_timeout_and_sync_timeout_fail_the_batch_by_policy():
     def blocks(prompts, completions, **kwargs):
         time.sleep(10)
 
-    rs = RewardSet([RewardComponent(hangs, timeout_s=0.2, on_error="abstain"),
-                    RewardComponent(blocks, timeout_s=0.2, on_error="fallback", fallback=0.5)])
+    rs = RewardSet(
+        [
+            RewardComponent(hangs, timeout_s=0.2, on_error="abstain"),
+            RewardComponent(blocks, timeout_s=0.2, on_error="fallback", fallback=0.5),
+        ]
+    )
     start = time.perf_counter()
     scored = rs.score(PROMPTS, COMPLETIONS)
     assert time.perf_counter() - start < 1.5
@@ -129,8 +132,13 @@ def test_async_timeout_and_sync_timeout_fail_the_batch_by_policy():
 
 
 def test_process_executor_splits_the_batch_over_workers():
-    with RewardSet([RewardComponent(reward_fns.worker_pid, executor="process"),
-                    RewardComponent(reward_fns.length_reward, executor="process")], workers=2) as rs:
+    with RewardSet(
+        [
+            RewardComponent(reward_fns.worker_pid, executor="process"),
+            RewardComponent(reward_fns.length_reward, executor="process"),
+        ],
+        workers=2,
+    ) as rs:
         batch = rs.score(PROMPTS, COMPLETIONS).batch
         pids = set(batch["worker_pid"].tolist())
         assert len(pids) == 2 and os.getpid() not in pids
@@ -153,8 +161,7 @@ def test_process_executor_failure_names_the_sample_and_timeout_kills_workers():
 
 def test_weight_schedules_are_evaluated_at_the_step():
     rs = RewardSet([RewardComponent(correct, weight=Linear(start=0.0, end=1.0, steps=10))])
-    at = {step: rs.score(PROMPTS, COMPLETIONS, step=step, answer=COMPLETIONS).batch.weights.item()
-          for step in (0, 5, 20)}
+    at = {step: rs.score(PROMPTS, COMPLETIONS, step=step, answer=COMPLETIONS).batch.weights.item() for step in (0, 5, 20)}
     assert at == {0: 0.0, 5: 0.5, 20: 1.0}
 
 
