@@ -132,7 +132,7 @@ class RewardComponent:
 
 def is_async_reward(fn: RewardFn) -> bool:
     """True for ``async def`` functions and objects with an ``async def __call__``."""
-    call = None if inspect.isfunction(fn) else getattr(type(fn), "__call__", None)
+    call = None if inspect.isfunction(fn) else type(fn).__call__
     return inspect.iscoroutinefunction(fn) or (call is not None and inspect.iscoroutinefunction(call))
 
 
