@@ -121,8 +121,9 @@ def sample_group(
             tokens = tokens[:, : t + 1]
             break
         mask = torch.cat([mask, torch.ones(rows, 1, dtype=torch.bool, device=device)], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position[:, None],
-                    cache=cache, use_cache=True)
+        out = model(
+            input_ids=token[:, None], attention_mask=mask, position_ids=next_position[:, None], cache=cache, use_cache=True
+        )
         cache, logits, next_position = out.cache, out.logits[:, -1], next_position + 1
     texts = tokenizer.batch_decode(tokens.masked_fill(~completion_mask, tokenizer.pad_token_id), skip_special_tokens=True)
     prompt_rows, prompt_mask = left_pad(prompt_ids, tokenizer.pad_token_id)

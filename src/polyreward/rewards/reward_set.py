@@ -27,8 +27,8 @@ class ScoredRewards:
     """What :meth:`RewardSet.score` returns.
 
     batch: the ``[N, K]`` rewards with names, group ids and the weights at this step.
-    metrics: ``reward/<name>/mean``, ``/std``, ``/applicable``, ``/abstained``, ``/fallback``,
-        ``/seconds`` and ``/weight`` for every reward.
+    metrics: ``reward/<name>/mean``, ``/std``, ``/applicable``, ``/abstained``, ``/fallback`` and
+        ``/weight`` for every reward, and its wall time as ``time/reward/<name>_s``.
     failures: every failure that a policy handled (empty when all went well).
     """
 
@@ -323,6 +323,6 @@ def _reward_metrics(
         f"{prefix}/applicable": len(applicable) / len(values) if values else math.nan,
         f"{prefix}/abstained": float(failed if component.on_error == "abstain" else 0),
         f"{prefix}/fallback": float(failed if component.on_error == "fallback" else 0),
-        f"{prefix}/seconds": seconds,
+        f"time/reward/{component.name}_s": seconds,
         f"{prefix}/weight": component.weight_at(step),
     }

@@ -1,0 +1,305 @@
+"""GRPO-family trainer for Hugging Face causal LMs.
+
+One step: prompts -> grouped sampling -> reward set -> RewardBatch -> advantage estimator ->
+clipped surrogate per channel (+ KL) -> optimizer -> metrics. The trainer owns the order, the
+devices and the optimizer; every stage is a function of the previous stage's output.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from polyreward import advantages
+from polyreward.batch import RewardBatch
+from polyreward.checkpoint import latest_checkpoint, load_state, restore_training_state, save_checkpoint
+from polyreward.config import to_mapping
+from polyreward.diagnostics import diagnose
+from polyreward.lm.config import TrainConfig
+from polyreward.lm.data import PromptSource
+from polyreward.lm.loss import clipped_surrogate, kl_k3, loss_normalizer, reduce_tokens, token_entropy, token_logprobs
+from polyreward.lm.rollout import Rollout, encode_prompts, positions, sample_group
+from polyreward.rewards import RewardSet
+from polyreward.runlog import RunLog
+
+
+@dataclasses.dataclass
+class TrainState:
+    """What a checkpoint needs besides tensors: the next step and the data position."""
+
+    step: int = 0
+    position: int = 0
+
+
+class Trainer:
+    """``Trainer(model, tokenizer, rewards, data, config).train()``.
+
+    ``rewards``: a :class:`~polyreward.rewards.RewardSet` (or a list of reward functions);
+    ``data``: a :class:`~polyreward.lm.data.PromptSource` (or a list of row dicts with ``prompt``).
+    """
+
+    def __init__(self, model, tokenizer, rewards: RewardSet | list, data: PromptSource | list, config: TrainConfig):
+        self.config = config
+        self.model, self.tokenizer = model, tokenizer
+        self.rewards = rewards if isinstance(rewards, RewardSet) else RewardSet(rewards)
+        self.data = data if isinstance(data, PromptSource) else PromptSource(data, seed=config.seed)
+        self.run_dir = Path(config.output_dir)
+        self.state = TrainState()
+        self.generator = torch.Generator().manual_seed(config.seed)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        warmup = max(config.warmup_steps, 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.reference = _frozen_copy(model) if config.kl_coef > 0 else None
+        self.device = next(model.parameters()).device
+        self._last_samples: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, resume: bool = False, progress: bool = True) -> Path:
+        """Run to ``config.steps``; with ``resume`` continue from the run directory's last checkpoint."""
+        cfg = self.config
+        if resume:
+            self._resume()
+        elif (self.run_dir / "checkpoints").exists():
+            raise FileExistsError(f"{self.run_dir}: already holds a run; resume it (--resume) or choose another output_dir")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(to_mapping(cfg), indent=2))
+        log = RunLog(self.run_dir)
+        bar = _progress(cfg.steps, self.state.step, progress)
+        try:
+            while self.state.step < cfg.steps:
+                metrics = self.step()
+                log.log(self.state.step, metrics)
+                log.log_samples(self.state.step, self._last_samples)
+                self.state.step += 1
+                if self.state.step == cfg.steps or (cfg.save_every and self.state.step % cfg.save_every == 0):
+                    self.save()
+                bar.update(1)
+                bar.set_postfix(_postfix(metrics, self.rewards.names))
+        finally:
+            bar.close()
+            log.close()
+        return self.run_dir
+
+    def step(self) -> dict[str, float]:
+        """One optimizer step on a fresh batch of rollouts; returns its metrics."""
+        cfg, start = self.config, time.perf_counter()
+        rows = self.data.batch(self.state.position, cfg.prompts_per_step)
+        self.state.position += cfg.prompts_per_step
+        prompts = [row[self.data.prompt_column] for row in rows]
+        self.model.eval()
+        rollout = sample_group(
+            self.model,
+            self.tokenizer,
+            encode_prompts(self.tokenizer, prompts),
+            cfg.group_size,
+            cfg.max_new_tokens,
+            cfg.temperature,
+            cfg.top_p,
+            self.generator,
+        )
+        self.model.train()
+        sampled = time.perf_counter()
+        batch, reward_metrics = self._score(rows, rollout)
+        self._last_samples = _samples(rows, rollout, batch, cfg.group_size, cfg.samples_to_log)
+        if cfg.dynamic_sampling:
+            batch, rollout = _drop_flat_groups(batch, rollout)
+        result = advantages.compute(cfg.estimator, batch, **cfg.estimator_params)
+        if result.level != "sample":
+            raise ValueError(
+                f"estimator {cfg.estimator!r} gives {result.level}-level advantages; the single-turn "
+                "trainer needs one advantage per completion"
+            )
+        scored = time.perf_counter()
+        loss_metrics = self._optimize(rollout, result)
+        done = time.perf_counter()
+        timing = {
+            "time/sample_s": sampled - start,
+            "time/reward_s": scored - sampled,
+            "time/optimize_s": done - scored,
+            "time/step_s": done - start,
+            "time/samples_per_s": rollout.num_samples / (done - start),
+        }
+        return {
+            **reward_metrics,
+            **_advantage_metrics(batch, result, cfg.estimator),
+            **loss_metrics,
+            **timing,
+            "lr": self.scheduler.get_last_lr()[0],
+            "completion_tokens/mean": float(rollout.completion_mask.sum(-1).float().mean()),
+        }
+
+    # ------------------------------------------------------------------ stages
+    def _score(self, rows: list[dict], rollout: Rollout) -> tuple[RewardBatch, dict[str, float]]:
+        """Rewards for every completion; each row is repeated G times so columns align."""
+        g = self.config.group_size
+        repeated = [row for row in rows for _ in range(g)]
+        columns = {c: [row.get(c) for row in repeated] for c in self.data.columns}
+        columns["completion_ids"] = [
+            ids[m].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask, strict=True)
+        ]
+        prompts = [row[self.data.prompt_column] for row in repeated]
+        scored = self.rewards.score(prompts, rollout.texts, group_size=g, step=self.state.step, **columns)
+        batch = dataclasses.replace(scored.batch, response_mask=rollout.completion_mask)
+        return batch, scored.metrics
+
+    def _optimize(self, rollout: Rollout, result: advantages.AdvantageResult) -> dict[str, float]:
+        """Clipped surrogate per advantage channel (+ KL), accumulated over micro-batches."""
+        cfg = self.config
+        mask = rollout.completion_mask.to(self.device)
+        channels = {name: adv.to(self.device) for name, adv in result.channels.items()}
+        channel_masks = {
+            name: mask & _sample_mask(result, name, adv).to(self.device)[:, None] for name, adv in channels.items()
+        }
+        norms = {name: loss_normalizer(m, cfg.loss_reduction, cfg.max_new_tokens) for name, m in channel_masks.items()}
+        kl_norm = loss_normalizer(mask, cfg.loss_reduction, cfg.max_new_tokens)
+        old = self._logprobs_no_grad(rollout) if cfg.epochs_per_batch > 1 else None
+        ref = self._logprobs_no_grad(rollout, self.reference) if self.reference is not None else None
+        totals = {"loss/policy": 0.0, "loss/kl": 0.0, "loss/clip_fraction": 0.0, "loss/entropy": 0.0}
+        for _ in range(cfg.epochs_per_batch):
+            for rows in torch.arange(rollout.num_samples).split(cfg.micro_batch_size):
+                logits = self._completion_logits(rollout, rows)
+                logp = token_logprobs(logits, rollout.completion_ids[rows].to(self.device))
+                old_logp = logp.detach() if old is None else old[rows]
+                loss = torch.zeros((), device=self.device)
+                for name, adv in channels.items():
+                    per_token, clipped = clipped_surrogate(logp, old_logp, adv[rows], cfg.clip_low, cfg.clip_high)
+                    share = reduce_tokens(per_token, channel_masks[name][rows], cfg.loss_reduction, norms[name])
+                    loss = loss + result.channel_weights[name] * share
+                    if name == next(iter(channels)):
+                        totals["loss/clip_fraction"] += float(
+                            reduce_tokens(clipped, mask[rows], "token-mean", float(mask.sum()))
+                        )
+                if ref is not None:
+                    kl = reduce_tokens(kl_k3(logp, ref[rows]), mask[rows], cfg.loss_reduction, kl_norm)
+                    loss = loss + cfg.kl_coef * kl
+                    totals["loss/kl"] += float(kl)
+                loss.backward()
+                totals["loss/policy"] += float(loss.detach())
+                with torch.no_grad():
+                    totals["loss/entropy"] += float(
+                        reduce_tokens(token_entropy(logits), mask[rows], "token-mean", float(mask.sum()))
+                    )
+            grad_norm = self._apply_gradients()
+        return {k: v / cfg.epochs_per_batch for k, v in totals.items()} | {"loss/grad_norm": grad_norm}
+
+    def _apply_gradients(self) -> float:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm or float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def _completion_logits(self, rollout: Rollout, rows: Tensor, model=None) -> Tensor:
+        """Logits ``[B, Lc, V]`` predicting each completion token (prompt + completion in one pass)."""
+        ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1).to(self.device)
+        attn = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1).to(self.device)
+        width = rollout.completion_ids.shape[1]
+        out = (model or self.model)(
+            input_ids=ids, attention_mask=attn, position_ids=positions(attn), logits_to_keep=width + 1
+        )
+        return out.logits[:, :-1].float()
+
+    @torch.no_grad()
+    def _logprobs_no_grad(self, rollout: Rollout, model=None) -> Tensor:
+        parts = [
+            token_logprobs(self._completion_logits(rollout, rows, model), rollout.completion_ids[rows].to(self.device))
+            for rows in torch.arange(rollout.num_samples).split(self.config.micro_batch_size)
+        ]
+        return torch.cat(parts)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> Path:
+        state = {**dataclasses.asdict(self.state), "config": to_mapping(self.config)}
+        return save_checkpoint(
+            self.run_dir, self.state.step, state, self.model, self.tokenizer, self.optimizer, self.scheduler, self.generator
+        )
+
+    def _resume(self) -> None:
+        checkpoint = latest_checkpoint(self.run_dir)
+        saved = load_state(checkpoint)
+        mismatched = {
+            k: (v, saved["config"].get(k))
+            for k, v in to_mapping(self.config).items()
+            if k not in ("steps", "output_dir", "save_every", "threads") and saved["config"].get(k) != v
+        }
+        if mismatched:
+            raise ValueError(f"{checkpoint}: config differs from the run being resumed (now, then): {mismatched}")
+        restore_training_state(checkpoint, self.model, self.optimizer, self.scheduler, self.generator)
+        self.state = TrainState(step=saved["step"], position=saved["position"])
+        RunLog(self.run_dir, tensorboard=False).truncate_after(self.state.step - 1)
+
+
+def _frozen_copy(model):
+    reference = copy.deepcopy(model).eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    return reference
+
+
+def _sample_mask(result: advantages.AdvantageResult, channel: str, adv: Tensor) -> Tensor:
+    """Samples a channel's loss covers: all for the primary channel; HDPO's conditional channel only
+    where its advantage is nonzero (the paper aggregates L_tool over those rollouts)."""
+    if channel == next(iter(result.channels)):
+        return torch.ones(adv.shape[0], dtype=torch.bool)
+    return (adv != 0).cpu() if adv.dim() == 1 else (adv != 0).any(-1).cpu()
+
+
+def _drop_flat_groups(batch: RewardBatch, rollout: Rollout) -> tuple[RewardBatch, Rollout]:
+    """Keep the groups where at least one reward varies (component-aware dynamic sampling)."""
+    from polyreward.groups import group_mean_std
+
+    _, std, count = group_mean_std(batch.rewards, batch.group_index, batch.num_groups)
+    informative = ((std > 0) & (count > 1)).any(-1)
+    keep = torch.nonzero(informative[batch.group_index]).squeeze(-1)
+    if keep.numel() == 0:
+        return batch, rollout  # nothing informative: train on the batch as it is rather than skip the step
+    fields = {"rewards": batch.rewards[keep], "group_ids": batch.group_ids[keep], "response_mask": batch.response_mask[keep]}
+    return dataclasses.replace(batch, **fields), rollout.subset(keep)
+
+
+def _advantage_metrics(batch: RewardBatch, result: advantages.AdvantageResult, estimator: str) -> dict[str, float]:
+    diag = diagnose(batch, result)
+    adv = result.advantages
+    out = {
+        "adv/mean": float(adv.mean()),
+        "adv/std": float(adv.std()) if adv.numel() > 1 else 0.0,
+        "adv/abs_mean": float(adv.abs().mean()),
+        "batch/samples": float(batch.num_samples),
+    }
+    out.update({k.replace("diag/given/", f"diag/{estimator}/"): v for k, v in diag.as_dict().items()})
+    return out
+
+
+def _samples(rows, rollout: Rollout, batch: RewardBatch, group_size: int, count: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(min(count, rollout.num_samples)):
+        rewards = {name: (None if v != v else v) for name, v in zip(batch.names, batch.rewards[i].tolist(), strict=True)}
+        out.append({"prompt": str(rows[i // group_size].get("prompt")), "completion": rollout.texts[i], "rewards": rewards})
+    return out
+
+
+def _postfix(metrics: dict[str, float], names: list[str]) -> dict[str, str]:
+    return {name: f"{metrics.get(f'reward/{name}/mean', float('nan')):.2f}" for name in names[:4]}
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

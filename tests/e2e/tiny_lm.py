@@ -1,0 +1,93 @@
+"""A tiny random-init Llama with a word-level tokenizer and chat template, built offline.
+
+``python -m tests.e2e.tiny_lm RUN_DIR STEPS [--resume]`` trains it on a toy task (used by the
+SIGKILL/resume test, which needs a separate process to kill).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+WORDS = ["yes", "no", "red", "blue", "one", "two", "three", "say", "colour", "number", "please"]
+CHAT = "{% for m in messages %}{{ m['content'] }} {% endfor %}{% if add_generation_prompt %}answer {% endif %}"
+
+
+def make_tiny_model(directory: str | Path, seed: int = 0) -> Path:
+    """Save a ~30k-parameter LlamaForCausalLM + tokenizer to ``directory`` (deterministic in ``seed``)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    directory = Path(directory)
+    if (directory / "config.json").exists():
+        return directory
+    vocab = {tok: i for i, tok in enumerate(["<pad>", "<unk>", "<s>", "</s>", "answer", *WORDS])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+    tokenizer.chat_template = CHAT
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+        tie_word_embeddings=False,
+    )
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def says_yes(prompts, completions, **kwargs):
+    return [float(c.split().count("yes")) / 4 for c in completions]
+
+
+def is_short(prompts, completions, **kwargs):
+    return [1.0 if len(c.split()) <= 3 else 0.0 for c in completions]
+
+
+ROWS = [{"prompt": f"say {w} please", "topic": w} for w in WORDS]
+
+
+def tiny_config(run_dir: str | Path, model_dir: str | Path, **overrides):
+    from polyreward.lm.config import TrainConfig
+
+    values = dict(
+        model=str(model_dir),
+        output_dir=str(run_dir),
+        prompts_per_step=2,
+        group_size=4,
+        max_new_tokens=6,
+        steps=4,
+        save_every=1,
+        learning_rate=1e-2,
+        estimator="gdpo",
+        threads=1,
+        samples_to_log=2,
+    )
+    return TrainConfig(**{**values, **overrides})
+
+
+def run(run_dir: str | Path, steps: int, resume: bool, model_dir: str | Path) -> None:
+    from polyreward.lm.model import load_policy
+    from polyreward.lm.trainer import Trainer
+
+    torch.set_num_threads(1)
+    config = tiny_config(run_dir, model_dir, steps=steps)
+    model, tokenizer = load_policy(config.model)
+    Trainer(model, tokenizer, [says_yes, is_short], ROWS, config).train(resume=resume, progress=False)
+
+
+if __name__ == "__main__":
+    run(sys.argv[1], int(sys.argv[2]), "--resume" in sys.argv, sys.argv[3])
