@@ -304,6 +304,18 @@ class RewardBatch:
         rewards[:, self.index(name)] = column
         return dataclasses.replace(self, rewards=rewards)
 
+    def take(self, rows: ArrayLike) -> RewardBatch:
+        """The batch restricted to sample indices ``rows`` (every per-sample field follows)."""
+        if self.terminated is not None:
+            raise ValueError("RewardBatch.take: step batches keep their [T, E] layout; select steps before building")
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.rewards.device)
+        per_sample = {
+            name: getattr(self, name)[index]
+            for name in ("rewards", "group_ids", "response_mask", "turn_rewards", "turn_mask", "budgets")
+            if getattr(self, name) is not None
+        }
+        return dataclasses.replace(self, **per_sample)
+
     def to(self, device: torch.device | str) -> RewardBatch:
         """The same batch with every tensor on ``device``."""
         moved = {

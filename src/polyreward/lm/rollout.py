@@ -20,7 +20,7 @@ class Rollout:
 
     prompt_ids: ``[N, Lp]`` left-padded prompt tokens; prompt_mask ``[N, Lp]``.
     completion_ids: ``[N, Lc]`` right-padded sampled tokens (EOS included when produced);
-        completion_mask ``[N, Lc]`` marks the real completion tokens.
+        completion_mask ``[N, Lc]`` marks the tokens to train on (here: every real completion token).
     texts: the N decoded completions (special tokens removed).
     """
 
@@ -34,6 +34,11 @@ class Rollout:
     @property
     def num_samples(self) -> int:
         return self.completion_ids.shape[0]
+
+    @property
+    def completion_attention(self) -> Tensor:
+        """``[N, Lc]`` tokens the model attends to (multi-turn rollouts add tool tokens it is not trained on)."""
+        return self.completion_mask
 
     def subset(self, rows: Tensor) -> Rollout:
         """The rollout restricted to ``rows`` (e.g. groups kept by dynamic sampling)."""

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from polyreward.diagnostics import diagnose
 from polyreward.lm.config import TrainConfig
 from polyreward.lm.data import PromptSource
 from polyreward.lm.loss import clipped_surrogate, kl_k3, loss_normalizer, reduce_tokens, token_entropy, token_logprobs
+from polyreward.lm.multiturn import ToolEnvironment, TurnRollout, sample_with_tools, turn_advantages_to_tokens
 from polyreward.lm.rollout import Rollout, encode_prompts, positions, sample_group
 from polyreward.rewards import RewardSet
 from polyreward.runlog import RunLog
@@ -47,8 +49,18 @@ class Trainer:
     ``data``: a :class:`~polyreward.lm.data.PromptSource` (or a list of row dicts with ``prompt``).
     """
 
-    def __init__(self, model, tokenizer, rewards: RewardSet | list, data: PromptSource | list, config: TrainConfig):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        rewards: RewardSet | list,
+        data: PromptSource | list,
+        config: TrainConfig,
+        tools: ToolEnvironment | None = None,
+        turn_reward: Callable[..., list[list[float]]] | None = None,
+    ):
         self.config = config
+        self.tools, self.turn_reward = tools, turn_reward
         self.model, self.tokenizer = model, tokenizer
         self.rewards = rewards if isinstance(rewards, RewardSet) else RewardSet(rewards)
         self.data = data if isinstance(data, PromptSource) else PromptSource(data, seed=config.seed)
@@ -95,30 +107,13 @@ class Trainer:
         cfg, start = self.config, time.perf_counter()
         rows = self.data.batch(self.state.position, cfg.prompts_per_step)
         self.state.position += cfg.prompts_per_step
-        prompts = [row[self.data.prompt_column] for row in rows]
-        self.model.eval()
-        rollout = sample_group(
-            self.model,
-            self.tokenizer,
-            encode_prompts(self.tokenizer, prompts),
-            cfg.group_size,
-            cfg.max_new_tokens,
-            cfg.temperature,
-            cfg.top_p,
-            self.generator,
-        )
-        self.model.train()
+        rollout = self._rollout([row[self.data.prompt_column] for row in rows])
         sampled = time.perf_counter()
         batch, reward_metrics = self._score(rows, rollout)
         self._last_samples = _samples(rows, rollout, batch, cfg.group_size, cfg.samples_to_log)
         if cfg.dynamic_sampling:
             batch, rollout = _drop_flat_groups(batch, rollout)
         result = advantages.compute(cfg.estimator, batch, **cfg.estimator_params)
-        if result.level != "sample":
-            raise ValueError(
-                f"estimator {cfg.estimator!r} gives {result.level}-level advantages; the single-turn "
-                "trainer needs one advantage per completion"
-            )
         scored = time.perf_counter()
         loss_metrics = self._optimize(rollout, result)
         done = time.perf_counter()
@@ -139,6 +134,37 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ stages
+    def _rollout(self, prompts: list) -> Rollout:
+        """G completions per prompt, single-turn or with tools (sampling in eval mode)."""
+        cfg = self.config
+        self.model.eval()
+        try:
+            if self.tools is not None:
+                return sample_with_tools(
+                    self.model,
+                    self.tokenizer,
+                    prompts,
+                    cfg.group_size,
+                    self.tools,
+                    cfg.max_new_tokens,
+                    cfg.temperature,
+                    cfg.top_p,
+                    self.generator,
+                )
+            ids = encode_prompts(self.tokenizer, prompts)
+            return sample_group(
+                self.model,
+                self.tokenizer,
+                ids,
+                cfg.group_size,
+                cfg.max_new_tokens,
+                cfg.temperature,
+                cfg.top_p,
+                self.generator,
+            )
+        finally:
+            self.model.train()
+
     def _score(self, rows: list[dict], rollout: Rollout) -> tuple[RewardBatch, dict[str, float]]:
         """Rewards for every completion; each row is repeated G times so columns align."""
         g = self.config.group_size
@@ -147,16 +173,23 @@ class Trainer:
         columns["completion_ids"] = [
             ids[m].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask, strict=True)
         ]
+        if isinstance(rollout, TurnRollout):
+            columns.update(turns=rollout.turns, tool_calls=rollout.tool_calls.tolist())
         prompts = [row[self.data.prompt_column] for row in repeated]
         scored = self.rewards.score(prompts, rollout.texts, group_size=g, step=self.state.step, **columns)
-        batch = dataclasses.replace(scored.batch, response_mask=rollout.completion_mask)
+        turn_rewards = None
+        if self.turn_reward is not None:
+            per_turn = self.turn_reward(prompts, rollout.texts, **columns)
+            width = max(len(t) for t in per_turn)
+            turn_rewards = [list(t) + [None] * (width - len(t)) for t in per_turn]
+        batch = dataclasses.replace(scored.batch, response_mask=rollout.completion_mask, turn_rewards=turn_rewards)
         return batch, scored.metrics
 
     def _optimize(self, rollout: Rollout, result: advantages.AdvantageResult) -> dict[str, float]:
         """Clipped surrogate per advantage channel (+ KL), accumulated over micro-batches."""
         cfg = self.config
         mask = rollout.completion_mask.to(self.device)
-        channels = {name: adv.to(self.device) for name, adv in result.channels.items()}
+        channels = {name: adv.to(self.device) for name, adv in _token_channels(result, rollout).items()}
         channel_masks = {
             name: mask & _sample_mask(result, name, adv).to(self.device)[:, None] for name, adv in channels.items()
         }
@@ -203,7 +236,7 @@ class Trainer:
     def _completion_logits(self, rollout: Rollout, rows: Tensor, model=None) -> Tensor:
         """Logits ``[B, Lc, V]`` predicting each completion token (prompt + completion in one pass)."""
         ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1).to(self.device)
-        attn = torch.cat([rollout.prompt_mask[rows], rollout.completion_mask[rows]], dim=1).to(self.device)
+        attn = torch.cat([rollout.prompt_mask[rows], rollout.completion_attention[rows]], dim=1).to(self.device)
         width = rollout.completion_ids.shape[1]
         out = (model or self.model)(
             input_ids=ids, attention_mask=attn, position_ids=positions(attn), logits_to_keep=width + 1
@@ -240,6 +273,18 @@ class Trainer:
         RunLog(self.run_dir, tensorboard=False).truncate_after(self.state.step - 1)
 
 
+def _token_channels(result: advantages.AdvantageResult, rollout: Rollout) -> dict[str, Tensor]:
+    """Advantage channels as ``[N]`` (one per completion) or ``[N, Lc]`` (per turn, spread over its tokens)."""
+    if result.level == "sample":
+        return result.channels
+    if result.level == "turn" and isinstance(rollout, TurnRollout):
+        return {name: turn_advantages_to_tokens(adv, rollout.token_turn) for name, adv in result.channels.items()}
+    raise ValueError(
+        f"{result.level}-level advantages need a matching rollout (turn-level: a ToolEnvironment); "
+        "the language-model trainer cannot use step-level estimators"
+    )
+
+
 def _frozen_copy(model):
     reference = copy.deepcopy(model).eval()
     for p in reference.parameters():
@@ -264,8 +309,7 @@ def _drop_flat_groups(batch: RewardBatch, rollout: Rollout) -> tuple[RewardBatch
     keep = torch.nonzero(informative[batch.group_index]).squeeze(-1)
     if keep.numel() == 0:
         return batch, rollout  # nothing informative: train on the batch as it is rather than skip the step
-    fields = {"rewards": batch.rewards[keep], "group_ids": batch.group_ids[keep], "response_mask": batch.response_mask[keep]}
-    return dataclasses.replace(batch, **fields), rollout.subset(keep)
+    return batch.take(keep), rollout.subset(keep)
 
 
 def _advantage_metrics(batch: RewardBatch, result: advantages.AdvantageResult, estimator: str) -> dict[str, float]:
