@@ -71,6 +71,46 @@ class Step:
         return self.values[bisect.bisect_right(self.boundaries, step)]
 
 
+@dataclasses.dataclass(frozen=True)
+class Piecewise:
+    """Linear interpolation through ``points = ((step, weight), ...)``, flat outside them."""
+
+    points: tuple[tuple[int, float], ...]
+
+    def __post_init__(self) -> None:
+        steps = [s for s, _ in self.points]
+        if not self.points or steps != sorted(set(steps)):
+            raise ValueError(f"Piecewise schedule: points need strictly increasing steps, got {self.points}")
+
+    def __call__(self, step: int) -> float:
+        steps = [s for s, _ in self.points]
+        i = bisect.bisect_right(steps, step)
+        if i == 0:
+            return self.points[0][1]
+        if i == len(self.points):
+            return self.points[-1][1]
+        (s0, w0), (s1, w1) = self.points[i - 1], self.points[i]
+        return w0 + (w1 - w0) * (step - s0) / (s1 - s0)
+
+
+def toolrl_dynamic(steps: int = 150) -> dict[str, Schedule]:
+    """ToolRL's ``SCHEDULEREWARD`` as weights for ``toolrl_format`` ({0, 1}) and ``toolrl_correctness`` ([-3, 3]).
+
+    In the released ``rlla.py`` the format reward's range moves from [-2, 2] toward [0, 1], but its
+    minimum is clipped at -1, so it ends at [-1, 1]; the correctness range widens from [-2, 2] to
+    [-3, 3], both linearly over ``steps`` (150). A range [lo, hi] applied to a {0, 1} reward is
+    ``lo + (hi - lo) r``; the offset ``lo`` cancels in group-normalized advantages, so the schedule
+    is the width ``hi - lo``: format 4 -> 2.5 (step 75, where the minimum reaches -1) -> 2, and
+    correctness (already on [-3, 3]) 2/3 -> 1. Spec note: the project spec says the format range ends
+    at [0, 1]; the code's clip at -1 is followed here.
+    """
+    half = steps // 2
+    return {
+        "toolrl_format": Piecewise(((0, 4.0), (half, 4.0 - 3.0 * half / steps), (steps, 2.0))),
+        "toolrl_correctness": Linear(start=2 / 3, end=1.0, steps=steps),
+    }
+
+
 def weight_at(weight: float | Schedule, step: int) -> float:
     """The weight a float or a schedule gives at ``step``."""
     return float(weight(step)) if callable(weight) else float(weight)

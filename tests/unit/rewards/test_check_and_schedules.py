@@ -1,6 +1,7 @@
 import pytest
 
 from polyreward.rewards import Constant, Linear, Step, check_reward
+from polyreward.rewards.schedules import Piecewise, toolrl_dynamic
 
 SAMPLES = [
     {"prompt": "2+3?", "completion": "<answer>5</answer>", "answer": "5"},
@@ -59,3 +60,21 @@ def test_schedules():
         Step(boundaries=(1, 2), values=(1.0,))
     with pytest.raises(ValueError, match="steps must be >= 1"):
         Linear(0.0, 1.0, steps=0)
+
+
+def test_piecewise_and_toolrl_dynamic_schedule():
+    ramp = Piecewise(((0, 1.0), (10, 3.0), (20, 0.0)))
+    assert [ramp(s) for s in (-5, 0, 5, 10, 15, 30)] == [1.0, 1.0, 2.0, 3.0, 1.5, 0.0]
+    with pytest.raises(ValueError, match="strictly increasing"):
+        Piecewise(((5, 1.0), (5, 2.0)))
+    schedule = toolrl_dynamic()
+
+    def released_ranges(step):  # ToolRL rlla.py SCHEDULEREWARD, base ranges format [0, 1], correctness [-3, 3]
+        fmt_max, fmt_min = max(2 - (2 - 1) * step / 150, 1), min(-2 + (2 + 0) * step / 150, -1)
+        cor_max, cor_min = min((3 - 2) * step / 150 + 2, 3), max((-3 + 2) * step / 150 - 2, -3)
+        return fmt_max - fmt_min, (cor_max - cor_min) / 6
+
+    for step in (0, 30, 75, 100, 150, 300):
+        width_format, scale_correctness = released_ranges(step)
+        assert schedule["toolrl_format"](step) == pytest.approx(width_format)
+        assert schedule["toolrl_correctness"](step) == pytest.approx(scale_correctness)
