@@ -1,4 +1,4 @@
-"""``polyreward`` command line: ``train``, ``demo``, ``estimators``, ``diagnose FILE``."""
+"""``polyreward`` command line: ``train``, ``report``, ``compare``, ``demo``, ``estimators``, ``diagnose``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--help-config", action="store_true", help="list every config key with its default and help")
+    report = commands.add_parser("report", help="HTML report of a run directory (RUN_DIR/report/index.html)")
+    report.add_argument("run_dir")
+    compare = commands.add_parser("compare", help="overlay several runs in one HTML page")
+    compare.add_argument("run_dirs", nargs="+")
+    compare.add_argument("--out", required=True, help="output folder for index.html and PNGs")
     commands.add_parser("demo", help="every estimator side by side on the built-in reward batch")
     commands.add_parser("estimators", help="list the registered advantage estimators and their parameters")
     diag = commands.add_parser("diagnose", help="diagnostics table for a reward matrix in a CSV/JSONL file")
@@ -74,7 +79,15 @@ def main(argv: list[str] | None = None) -> int:
             from polyreward.lm.run import train_from_cli
 
             return train_from_cli(args.config, args.settings, args.resume, not args.no_progress, args.help_config)
-        if args.command == "demo":
+        if args.command == "report":
+            from polyreward.report import render_report
+
+            print(render_report(args.run_dir))
+        elif args.command == "compare":
+            from polyreward.report import compare_runs
+
+            print(compare_runs(args.run_dirs, args.out))
+        elif args.command == "demo":
             print(run_demo())
         elif args.command == "estimators":
             print(_list_estimators())

@@ -13,6 +13,7 @@ from polyreward.lm.config import TrainConfig
 from polyreward.lm.model import LoraSettings, load_policy
 from polyreward.lm.tasks import build_task
 from polyreward.lm.trainer import Trainer, seed_everything
+from polyreward.report import render_report
 
 
 def train_from_cli(config_path: str | None, settings: list[str], resume: bool, progress: bool, help_config: bool) -> int:
@@ -23,9 +24,7 @@ def train_from_cli(config_path: str | None, settings: list[str], resume: bool, p
     run_dir = train(config, resume=resume, progress=progress)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"run directory: {run_dir}  (peak memory {peak_gb:.2f} GB)", file=sys.stderr)
-    report = _report(run_dir)
-    if report is not None:
-        print(f"report: {report}")
+    print(f"report: {render_report(run_dir)}")
     return 0
 
 
@@ -38,11 +37,3 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     model, tokenizer = load_policy(config.model, config.dtype, config.device, lora)
     data, rewards = build_task(config)
     return Trainer(model, tokenizer, rewards, data, config).train(resume=resume, progress=progress)
-
-
-def _report(run_dir: Path) -> Path | None:
-    try:
-        from polyreward.report import render_report
-    except ImportError:
-        return None
-    return render_report(run_dir)

@@ -13,7 +13,8 @@ from typing import Any
 from polyreward.lm.config import TrainConfig
 from polyreward.lm.data import PromptSource, load_rows
 from polyreward.rewards import RewardSet
-from polyreward.rewards.text import extract_tag
+from polyreward.rewards.answers import answer_reward
+from polyreward.rewards.text import completion_text
 
 SYSTEM = "You are a calculator. Reply with the result inside <answer></answer> tags."
 
@@ -34,19 +35,14 @@ def arithmetic_rows(size: int, seed: int, max_operand: int = 9) -> list[dict[str
     return rows
 
 
-def correct(prompts, completions, answer, **kwargs) -> list[float]:
-    """1 when the ``<answer>`` tag holds the reference number, else 0."""
-    return [
-        1.0 if (extract_tag(c, "answer") or "").strip() == str(a).strip() else 0.0
-        for c, a in zip(completions, answer, strict=True)
-    ]
+correct = answer_reward("exact", tag="answer", boxed=False, name="correct")
 
 
 def answer_format(prompts, completions, **kwargs) -> list[float]:
     """1 for exactly ``<answer>INTEGER</answer>``; 0.5 for one answer tag pair with other text; else 0."""
     scores = []
     for c in completions:
-        text = c.strip()
+        text = completion_text(c).strip()
         if re.fullmatch(r"<answer>\s*-?\d+\s*</answer>", text):
             scores.append(1.0)
         else:
@@ -56,7 +52,10 @@ def answer_format(prompts, completions, **kwargs) -> list[float]:
 
 def brevity(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
     """1 up to 8 tokens, falling linearly to 0 at 32 tokens (characters / 4 without token ids)."""
-    lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(c) / 4 for c in completions]
+    if completion_ids is not None:
+        lengths = [len(ids) for ids in completion_ids]
+    else:
+        lengths = [len(completion_text(c)) / 4 for c in completions]
     return [1.0 - min(1.0, max(0.0, n - 8) / 24) for n in lengths]
 
 

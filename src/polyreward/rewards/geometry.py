@@ -169,7 +169,9 @@ class _TemporalConfig:
 
 
 def temporal_iou_reward(
-    timestamps_column: str = "timestamps", duration_column: str | None = None, tag: str | None = "answer",
+    timestamps_column: str = "timestamps",
+    duration_column: str | None = None,
+    tag: str | None = "answer",
     name: str = "temporal_iou",
 ) -> RewardFn:
     """Batched temporal IoU of the completion's interval (:func:`parse_interval`) and ``timestamps_column``.
@@ -187,8 +189,11 @@ def temporal_format_reward(name: str = "temporal_format") -> RewardFn:
 
 
 def temporal_r1_reward(
-    timestamps_column: str = "timestamps", duration_column: str | None = None, iou_weight: float = 0.5,
-    format_weight: float = 0.5, name: str = "temporal_r1",
+    timestamps_column: str = "timestamps",
+    duration_column: str | None = None,
+    iou_weight: float = 0.5,
+    format_weight: float = 0.5,
+    name: str = "temporal_r1",
 ) -> RewardFn:
     """One scalar ``iou_weight·tIoU + format_weight·format`` (the Temporal-R1 combination).
 

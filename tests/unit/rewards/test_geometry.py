@@ -124,5 +124,5 @@ def test_box_iou_reward_batched_and_threshold():
     assert hit([""] * 4, completions, solution=gts) == [1.0, 0.0, 0.0, None]
     with pytest.raises(RewardInputError, match="sample 0, column 'solution'"):
         box_iou_reward()([""], ["x"], solution=["[0, 0, 1, 1]"])
-    with pytest.raises(RewardInputError, match="column 'solution' is missing"):
+    with pytest.raises(RewardInputError, match="needs the dataset column 'solution'"):
         box_iou_reward()([""], ["x"], bbox=[[0, 0, 1, 1]])

@@ -56,8 +56,11 @@ class WordTokenizer:
 def test_bmas_reward_batched():
     emb = torch.eye(5)
     fn = bmas_reward(emb, WordTokenizer(), tag="answer")
-    out = fn([""] * 4, ["<answer>the cat sat</answer>", "<answer>the dog</answer>", "no tag", "x"],
-             solution=["the cat sat", "the cat", "the cat", None])
+    out = fn(
+        [""] * 4,
+        ["<answer>the cat sat</answer>", "<answer>the dog</answer>", "no tag", "x"],
+        solution=["the cat sat", "the cat", "the cat", None],
+    )
     # one-hot embeddings: [the, dog] vs [the, cat] -> fwd (1 + 0) / 2, bwd (1 + 0) / 2
     assert out == [pytest.approx(1.0), pytest.approx(0.5), 0.0, None]
     callable_tok = bmas_reward(emb, WordTokenizer().encode, name="bmas_fn")
@@ -165,8 +168,9 @@ def test_sentence_rewards_rank_paraphrases_first(minilm):
     assert cos[3] is None
     tagged = sentence_similarity_reward(tag="answer", name="answer_similarity")([""], [completions[2]], solution=[ref])
     assert tagged == [pytest.approx(cos[0], abs=1e-5)]
-    ot_scores = ot_alignment_reward()([""] * 2, ["The cat sat. It purred.", "Stocks fell. Bonds rose."],
-                                      solution=["It purred. A cat sat down."] * 2)
+    ot_scores = ot_alignment_reward()(
+        [""] * 2, ["The cat sat. It purred.", "Stocks fell. Bonds rose."], solution=["It purred. A cat sat down."] * 2
+    )
     assert ot_scores[0] > ot_scores[1]
     goal = goal_baseline_reward(["a sentence about cats"], ["a sentence"], alpha=0.5)
     scores = goal([""] * 2, ["My cat loves sleeping.", "The train was late."])

@@ -126,11 +126,11 @@ def test_toolrl_rewards_batched():
 
 def test_toolrl_rewards_input_errors_name_sample_and_column():
     fmt, correct = toolrl_rewards()
-    with pytest.raises(RewardInputError, match="column 'answer' is missing"):
+    with pytest.raises(RewardInputError, match="needs the dataset column 'answer'"):
         fmt([""], ["x"], solution=["y"])
     with pytest.raises(RewardInputError, match="sample 1, column 'answer'"):
         correct([""] * 2, ["x", "y"], answer=[WEATHER, 42])
-    with pytest.raises(RewardInputError, match="3 entries for 2 completions"):
+    with pytest.raises(RewardInputError, match="must hold one value per completion \\(2\\), got 3 values"):
         correct([""] * 2, ["x", "y"], answer=[WEATHER] * 3)
     with pytest.raises(RewardInputError, match="sample 0"):
         correct([""], [123], answer=[WEATHER])
@@ -242,10 +242,14 @@ def test_matchtir_turn_rewards_hard_and_ot():
 
 
 def test_parse_tool_calls_lenient():
-    text = '<tool_call>{"name": "f", "arguments": "{\\"a\\": 1}"}</tool_call><tool_call>oops</tool_call>' \
-           '<tool_call>\n{"name": "g", "parameters": {}}\n{"name": "h"}\n</tool_call>'
+    text = (
+        '<tool_call>{"name": "f", "arguments": "{\\"a\\": 1}"}</tool_call><tool_call>oops</tool_call>'
+        '<tool_call>\n{"name": "g", "parameters": {}}\n{"name": "h"}\n</tool_call>'
+    )
     assert parse_tool_calls(text) == [
-        {"name": "f", "arguments": {"a": 1}}, {"name": "g", "arguments": {}}, {"name": "h", "arguments": {}}
+        {"name": "f", "arguments": {"a": 1}},
+        {"name": "g", "arguments": {}},
+        {"name": "h", "arguments": {}},
     ]
 
 
@@ -254,14 +258,21 @@ def test_matchtir_batched_chat_and_strings():
     assert fn.__name__ == "matchtir_greedy"
     chat = [
         {"role": "user", "content": "q"},
-        {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": PREDS[0]},
-                                                             {"type": "function", "function": PREDS[1]}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": PREDS[0]}, {"type": "function", "function": PREDS[1]}],
+        },
         {"role": "tool", "content": "result"},
         {"role": "assistant", "content": _turn(PREDS[2])},
         {"role": "assistant", "content": "<answer>Paris, France</answer>"},
     ]
-    out = fn(["q"] * 3, [chat, "<sep>".join(TRAJECTORY[:3]), "x"], tool_calls=[GTS, json.dumps(GTS), None],
-             answer=["Paris", "Paris", "Paris"])
+    out = fn(
+        ["q"] * 3,
+        [chat, "<sep>".join(TRAJECTORY[:3]), "x"],
+        tool_calls=[GTS, json.dumps(GTS), None],
+        answer=["Paris", "Paris", "Paris"],
+    )
     assert out[0] == pytest.approx([0.875, 0.0, 2 / 3])
     assert out[1] == pytest.approx([0.875, 0.0, 2 / 3])
     assert out[2] is None
