@@ -14,6 +14,9 @@ from polyreward.lm.config import TrainConfig
 from polyreward.lm.data import PromptSource, load_rows
 from polyreward.rewards import RewardSet
 from polyreward.rewards.answers import answer_reward
+from polyreward.rewards.catalog import build_rewards
+from polyreward.rewards.format import format_reward
+from polyreward.rewards.reasoning_gym import reasoning_gym_reward, reasoning_gym_task
 from polyreward.rewards.text import completion_text
 
 SYSTEM = "You are a calculator. Reply with the result inside <answer></answer> tags."
@@ -60,13 +63,21 @@ def brevity(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
 
 
 def build_task(config: TrainConfig) -> tuple[PromptSource, RewardSet]:
-    """The prompt source and reward set that ``config.task`` names."""
+    """The prompt source and reward set that ``config.task`` names (``config.rewards`` replaces the defaults)."""
     if config.task == "arithmetic":
-        rows = arithmetic_rows(config.task_size, config.seed)
-        return PromptSource(rows, seed=config.seed, name="arithmetic"), RewardSet([correct, answer_format, brevity])
-    if config.task.endswith((".jsonl", ".json", ".parquet", ".csv")):
-        if not config.rewards:
-            raise ValueError(f"task {config.task!r}: a file task needs rewards in the config (rewards: [...])")
-        rows = load_rows(config.task, config.prompt_column)
-        return PromptSource(rows, seed=config.seed, name=config.task, prompt_column=config.prompt_column), None
-    raise ValueError(f"task {config.task!r}: expected 'arithmetic', 'reasoning_gym:<dataset>' or a .jsonl/.parquet file")
+        rows, defaults = arithmetic_rows(config.task_size, config.seed), [correct, answer_format, brevity]
+    elif config.task.startswith("reasoning_gym:"):
+        dataset = config.task.split(":", 1)[1]
+        rows = reasoning_gym_task(dataset, size=config.task_size, seed=config.seed)
+        defaults = [reasoning_gym_reward(), format_reward(tags=("answer",))]
+    elif config.task.endswith((".jsonl", ".json", ".parquet", ".csv")):
+        rows, defaults = load_rows(config.task, config.prompt_column), []
+    else:
+        raise ValueError(
+            f"task {config.task!r}: expected 'arithmetic', 'reasoning_gym:<dataset>' or a .jsonl/.json/.parquet/.csv file"
+        )
+    rewards = build_rewards(config.rewards) if config.rewards else defaults
+    if not rewards:
+        raise ValueError(f"task {config.task!r}: a file task needs rewards in the config (rewards: [{{kind: ...}}])")
+    source = PromptSource(rows, seed=config.seed, name=config.task, prompt_column=config.prompt_column)
+    return source, RewardSet(rewards)
