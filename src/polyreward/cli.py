@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--help-config", action="store_true", help="list every config key with its default and help")
+    evaluate = commands.add_parser("eval", help="per-reward means of a model (or a run's last checkpoint) on a task")
+    evaluate.add_argument("config", nargs="?", help="YAML config file (task, rewards, model, max_new_tokens ...)")
+    evaluate.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    evaluate.add_argument("--run", help="evaluate the last checkpoint of this run directory")
+    evaluate.add_argument("--prompts", type=int, default=64, help="number of task prompts (default 64)")
+    evaluate.add_argument("--samples", type=int, default=1, help="completions per prompt (1 = greedy)")
     report = commands.add_parser("report", help="HTML report of a run directory (RUN_DIR/report/index.html)")
     report.add_argument("run_dir")
     compare = commands.add_parser("compare", help="overlay several runs in one HTML page")
@@ -79,7 +85,14 @@ def main(argv: list[str] | None = None) -> int:
             from polyreward.lm.run import train_from_cli
 
             return train_from_cli(args.config, args.settings, args.resume, not args.no_progress, args.help_config)
-        if args.command == "report":
+        if args.command == "eval":
+            from polyreward.config import load_config
+            from polyreward.lm.config import TrainConfig
+            from polyreward.lm.run import evaluate
+
+            result = evaluate(load_config(TrainConfig, args.config, args.settings), args.run, args.prompts, args.samples)
+            print("\n".join(f"{k}: {v}" for k, v in result.items()))
+        elif args.command == "report":
             from polyreward.report import render_report
 
             print(render_report(args.run_dir))

@@ -145,3 +145,24 @@ def test_resume_errors_are_clear(model_dir, tmp_path):
         _trainer(model_dir, run, steps=1).train(progress=False)
     with pytest.raises(ValueError, match="config differs"):
         _trainer(model_dir, run, steps=2, learning_rate=0.5).train(resume=True, progress=False)
+
+
+def test_cli_train_report_and_eval_on_a_tiny_model(model_dir, tmp_path, capsys):
+    from polyreward.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": r["prompt"], "answer": "yes"}) + "\n" for r in ROWS))
+    config.write_text(
+        f"model: {model_dir}\ntask: {rows}\nrewards: [{{kind: answer, name: says_yes, params: {{tag: null, boxed: false}}}}]\n"
+        f"steps: 2\nprompts_per_step: 2\ngroup_size: 2\nmax_new_tokens: 4\noutput_dir: {tmp_path / 'run'}\nthreads: 1\n"
+    )
+    assert main(["train", str(config), "--no-progress", "--set", "learning_rate=0.001"]) == 0
+    out = capsys.readouterr().out
+    assert f"report: {tmp_path / 'run' / 'report' / 'index.html'}" in out
+    assert (tmp_path / "run" / "report" / "index.html").is_file()
+    assert main(["eval", str(config), "--run", str(tmp_path / "run"), "--prompts", "3"]) == 0
+    result = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert result["prompts"] == 3 and "reward/says_yes/mean" in result
+    assert main(["train", str(config), "--set", "estimator=nope"]) == 2
+    assert "estimator: 'nope' is not registered" in capsys.readouterr().err
