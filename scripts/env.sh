@@ -24,3 +24,13 @@ if [ ! -f "$stamp" ]; then
   rm -f "$venv"/.polyreward-installed-"${extras:-core}"-*
   touch "$stamp"
 fi
+
+# The code sandbox (polyreward.sandbox) runs untrusted programs under bubblewrap.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing bubblewrap (the code sandbox needs it)" >&2
+    apt-get install -y -q bubblewrap >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }
+  else
+    echo "note: bubblewrap (bwrap) is missing; the code sandbox needs it: apt-get install -y bubblewrap" >&2
+  fi
+fi

@@ -21,6 +21,7 @@ from polyreward.rewards.answers import (
 )
 from polyreward.rewards.budget import budget_ceiling, hbpo_reward
 from polyreward.rewards.check import RewardCheck, check_reward
+from polyreward.rewards.code import GeneratedRewardError, code_test_reward, extract_program, generated_reward
 from polyreward.rewards.component import RewardComponent, RewardError, RewardFailure
 from polyreward.rewards.format import (
     format_reward,
@@ -75,6 +76,7 @@ from polyreward.rewards.tools import (
 
 __all__ = [
     "Constant",
+    "GeneratedRewardError",
     "Linear",
     "Piecewise",
     "RewardCheck",
@@ -97,12 +99,15 @@ __all__ = [
     "budget_ceiling",
     "check_reward",
     "clip_goal_baseline_reward",
+    "code_test_reward",
     "condition_reward",
     "exact_match",
     "extract_answer",
     "extract_choice",
+    "extract_program",
     "format_reward",
     "fuse_progress",
+    "generated_reward",
     "goal_baseline_reward",
     "hbpo_length_reward",
     "hbpo_reward",

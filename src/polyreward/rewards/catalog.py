@@ -11,8 +11,8 @@ import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from polyreward.rewards import code, geometry, judges, length, similarity, tables, tools
 from polyreward.rewards import format as formats
-from polyreward.rewards import geometry, judges, length, similarity, tables, tools
 from polyreward.rewards.answers import answer_reward
 from polyreward.rewards.component import RewardComponent
 from polyreward.rewards.reasoning_gym import reasoning_gym_reward
@@ -37,6 +37,8 @@ KINDS: dict[str, Callable[..., Any]] = {
     "ot_alignment": similarity.ot_alignment_reward,
     "table_structure": tables.table_structure_reward,
     "table2latex": tables.table2latex_structure_reward,
+    "code_tests": code.code_test_reward,
+    "generated_code": code.generated_reward,
     "judge": judges.judge_reward,
     "reward_model": judges.reward_model_reward,
 }
