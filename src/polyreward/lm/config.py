@@ -26,7 +26,7 @@ class TrainConfig:
     # rollout
     prompts_per_step: int = option(4, "prompts sampled per optimizer step")
     group_size: int = option(4, "completions per prompt (G)")
-    max_new_tokens: int = option(32, "generation limit per completion")
+    max_new_tokens: int = option(24, "generation limit per completion")
     temperature: float = option(1.0, "sampling temperature")
     top_p: float = option(1.0, "nucleus sampling threshold")
     # advantages
@@ -44,7 +44,7 @@ class TrainConfig:
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(0, "linear learning-rate warm-up steps")
     max_grad_norm: float = option(1.0, "gradient clipping norm (0 = off)")
-    steps: int = option(60, "optimizer steps")
+    steps: int = option(40, "optimizer steps")
     seed: int = option(0, "seed for data order, sampling and initialization")
     threads: int = option(0, "torch CPU threads (0 = torch's default)")
     device: str = option("cpu", "torch device")

@@ -27,9 +27,10 @@ from polyreward.config import to_mapping
 from polyreward.diagnostics import diagnose
 from polyreward.lm.config import TrainConfig
 from polyreward.lm.data import PromptSource
+from polyreward.lm.forward import completion_logits
 from polyreward.lm.loss import clipped_surrogate, kl_k3, loss_normalizer, reduce_tokens, token_entropy, token_logprobs
 from polyreward.lm.multiturn import ToolEnvironment, TurnRollout, sample_with_tools, turn_advantages_to_tokens
-from polyreward.lm.rollout import Rollout, encode_prompts, positions, sample_group
+from polyreward.lm.rollout import Rollout, encode_prompts, sample_group
 from polyreward.rewards import RewardSet
 from polyreward.runlog import RunLog
 
@@ -234,14 +235,17 @@ class Trainer:
         return float(norm)
 
     def _completion_logits(self, rollout: Rollout, rows: Tensor, model=None) -> Tensor:
-        """Logits ``[B, Lc, V]`` predicting each completion token (prompt + completion in one pass)."""
-        ids = torch.cat([rollout.prompt_ids[rows], rollout.completion_ids[rows]], dim=1).to(self.device)
-        attn = torch.cat([rollout.prompt_mask[rows], rollout.completion_attention[rows]], dim=1).to(self.device)
-        width = rollout.completion_ids.shape[1]
-        out = (model or self.model)(
-            input_ids=ids, attention_mask=attn, position_ids=positions(attn), logits_to_keep=width + 1
+        """Logits ``[B, Lc, V]`` predicting the completion tokens of ``rows``; each prompt runs once."""
+        groups, prompt_of_row = torch.unique_consecutive(rows // rollout.group_size, return_inverse=True)
+        first_rows = groups * rollout.group_size  # rows are grouped: row i answers prompt i // G
+        return completion_logits(
+            model or self.model,
+            rollout.prompt_ids[first_rows].to(self.device),
+            rollout.prompt_mask[first_rows].to(self.device),
+            rollout.completion_ids[rows].to(self.device),
+            rollout.completion_attention[rows].to(self.device),
+            prompt_of_row.to(self.device),
         )
-        return out.logits[:, :-1].float()
 
     @torch.no_grad()
     def _logprobs_no_grad(self, rollout: Rollout, model=None) -> Tensor:
