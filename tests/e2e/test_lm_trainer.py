@@ -166,3 +166,12 @@ def test_cli_train_report_and_eval_on_a_tiny_model(model_dir, tmp_path, capsys):
     assert result["prompts"] == 3 and "reward/says_yes/mean" in result
     assert main(["train", str(config), "--set", "estimator=nope"]) == 2
     assert "estimator: 'nope' is not registered" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_embeddings(model_dir, tmp_path, freeze):
+    config = tiny_config(tmp_path / "run", model_dir, steps=1, save_every=0, freeze_embeddings=freeze)
+    model, tokenizer = load_policy(config.model, freeze_embeddings=config.freeze_embeddings)
+    before = model.get_input_embeddings().weight.detach().clone()
+    Trainer(model, tokenizer, [says_yes, is_short], ROWS, config).step()
+    assert torch.equal(model.get_input_embeddings().weight, before) == freeze

@@ -87,9 +87,17 @@ def smollm2_directory() -> Path:
 
 
 def load_policy(
-    name_or_path: str, dtype: Dtype = "float32", device: str = "cpu", lora: LoraSettings | None = None
+    name_or_path: str,
+    dtype: Dtype = "float32",
+    device: str = "cpu",
+    lora: LoraSettings | None = None,
+    freeze_embeddings: bool = False,
 ) -> tuple[torch.nn.Module, object]:
-    """``(model, tokenizer)`` ready for sampling and training: left padding, a pad token, train mode."""
+    """``(model, tokenizer)`` ready for sampling and training: left padding, a pad token, train mode.
+
+    ``freeze_embeddings`` stops gradients to the input embeddings (and the output head when it is
+    tied to them), which saves their gradient and optimizer state.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(name_or_path)
@@ -98,6 +106,8 @@ def load_policy(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype]).to(device)
+    if freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     if lora is not None:
         from peft import LoraConfig, get_peft_model
 

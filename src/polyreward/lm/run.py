@@ -54,7 +54,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     lora = LoraSettings(rank=config.lora_rank, alpha=2 * config.lora_rank) if config.lora_rank else None
-    model, tokenizer = load_policy(config.model, config.dtype, config.device, lora)
+    model, tokenizer = load_policy(config.model, config.dtype, config.device, lora, config.freeze_embeddings)
     data, rewards = build_task(config)
     return Trainer(model, tokenizer, rewards, data, config).train(resume=resume, progress=progress)
 

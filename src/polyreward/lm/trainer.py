@@ -69,7 +69,7 @@ class Trainer:
         self.state = TrainState()
         self.generator = torch.Generator().manual_seed(config.seed)
         params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
         warmup = max(config.warmup_steps, 1)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
         self.reference = _frozen_copy(model) if config.kl_coef > 0 else None
