@@ -175,3 +175,80 @@ def test_freeze_embeddings(model_dir, tmp_path, freeze):
     before = model.get_input_embeddings().weight.detach().clone()
     Trainer(model, tokenizer, [says_yes, is_short], ROWS, config).step()
     assert torch.equal(model.get_input_embeddings().weight, before) == freeze
+
+
+def constant(prompts, completions, **kwargs):
+    return [1.0] * len(completions)
+
+
+def test_dynamic_sampling_drops_groups_where_every_reward_is_flat(model_dir, tmp_path):
+    from polyreward.batch import RewardBatch
+    from polyreward.lm.trainer import _drop_flat_groups
+
+    batch = RewardBatch(
+        rewards=[[1, 0], [1, 0], [1, 0], [1, 1], [0, 0], [1, 0]], names=["a", "b"], group_ids=[0, 0, 1, 1, 2, 2]
+    )  # group 0 flat in both, group 1 varies in b, group 2 in a
+
+    class Rows:
+        def subset(self, rows):
+            return rows.tolist()
+
+    kept, rows = _drop_flat_groups(batch, Rows())
+    assert rows == [2, 3, 4, 5] and kept.group_ids.tolist() == [1, 1, 2, 2]
+    trainer = _trainer(model_dir, tmp_path / "run", steps=1, dynamic_sampling=True, save_every=0)
+    trainer.rewards = type(trainer.rewards)([constant, says_yes])
+    metrics = trainer.step()
+    assert metrics["batch/samples"] <= 8 and metrics["batch/samples"] % 4 == 0
+
+
+def words(prompts, completions, **kwargs):
+    return [len(c.split()) / 6 for c in completions]
+
+
+def short_letters(prompts, completions, **kwargs):
+    """Positive only for short completions: HDPO's qualifying set."""
+    return [len(c) / 30 if len(c.split()) <= 3 else 0.0 for c in completions]
+
+
+def test_hdpo_trains_two_channels_with_the_conditional_one_masked(model_dir, tmp_path):
+    import polyreward as pr
+    from polyreward.lm.trainer import _sample_mask
+
+    batch = pr.RewardBatch(rewards=[[1, 1.0], [1, 0.5], [0, 0.0], [1, 0.0]], names=["correct", "tool"])
+    result = pr.advantages.compute("hdpo", batch)
+    assert _sample_mask(result, "primary", result.channels["primary"]).tolist() == [True] * 4
+    assert _sample_mask(result, "conditional", result.channels["conditional"]).tolist() == [True, True, False, False]
+    trainer = _trainer(
+        model_dir,
+        tmp_path / "run",
+        steps=1,
+        estimator="hdpo",
+        save_every=0,
+        group_size=8,
+        estimator_params={"conditional_weight": 0.15},
+    )
+    trainer.rewards = type(trainer.rewards)([words, short_letters])
+    assert trainer.step()["loss/grad_norm"] > 0
+
+
+def test_kl_to_the_initial_policy_is_zero_at_first_and_grows(model_dir, tmp_path):
+    trainer = _trainer(model_dir, tmp_path / "run", steps=3, kl_coef=0.1, save_every=0)
+    first = trainer.step()
+    assert first["loss/kl"] == pytest.approx(0.0, abs=1e-6)  # the policy is still the reference
+    later = [trainer.step()["loss/kl"] for _ in range(2)]
+    assert later[-1] > 0
+
+
+def test_bfloat16_and_lora_runs(model_dir, tmp_path):
+    from polyreward.lm.model import LoraSettings
+
+    config = tiny_config(tmp_path / "bf16", model_dir, steps=1, dtype="bfloat16", save_every=0)
+    model, tokenizer = load_policy(config.model, "bfloat16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert Trainer(model, tokenizer, [says_yes, is_short], ROWS, config).step()["loss/grad_norm"] >= 0
+    lora = LoraSettings(rank=4, alpha=8)
+    model, tokenizer = load_policy(str(model_dir), lora=lora)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    config = tiny_config(tmp_path / "lora", model_dir, steps=1, save_every=0)
+    Trainer(model, tokenizer, [says_yes, is_short], ROWS, config).step()

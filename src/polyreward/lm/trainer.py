@@ -216,7 +216,7 @@ class Trainer:
                 if ref is not None:
                     kl = reduce_tokens(kl_k3(logp, ref[rows]), mask[rows], cfg.loss_reduction, kl_norm)
                     loss = loss + cfg.kl_coef * kl
-                    totals["loss/kl"] += float(kl)
+                    totals["loss/kl"] += float(kl.detach())
                 loss.backward()
                 totals["loss/policy"] += float(loss.detach())
                 with torch.no_grad():
