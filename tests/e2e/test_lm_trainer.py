@@ -154,7 +154,8 @@ def test_cli_train_report_and_eval_on_a_tiny_model(model_dir, tmp_path, capsys):
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"prompt": r["prompt"], "answer": "yes"}) + "\n" for r in ROWS))
     config.write_text(
-        f"model: {model_dir}\ntask: {rows}\nrewards: [{{kind: answer, name: says_yes, params: {{tag: null, boxed: false}}}}]\n"
+        f"model: {model_dir}\ntask: {rows}\n"
+        "rewards: [{kind: answer, name: says_yes, params: {tag: null, boxed: false}}]\n"
         f"steps: 2\nprompts_per_step: 2\ngroup_size: 2\nmax_new_tokens: 4\noutput_dir: {tmp_path / 'run'}\nthreads: 1\n"
     )
     assert main(["train", str(config), "--no-progress", "--set", "learning_rate=0.001"]) == 0
