@@ -120,10 +120,11 @@ class RewardSet:
 
     # ------------------------------------------------------------------ process pool
     def _submit(self, component: RewardComponent, call: _Call) -> tuple[float, list[tuple[list[int], Any]]]:
-        """Send one chunk of samples per worker; returns ``(start time, [(indices, async result)])``."""
+        """Send the samples in chunks (4 per worker); returns ``(start time, [(indices, async result)])``."""
         if self._pool is None:
             self._pool = multiprocessing.get_context("forkserver").Pool(self.workers)
-        chunks = [idx for idx in _split(len(call.completions), self.workers) if idx]
+        # several chunks per worker balance uneven per-sample cost (the pool hands them out as workers free up)
+        chunks = [idx for idx in _split(len(call.completions), 4 * self.workers) if idx]
         jobs = [(idx, self._pool.apply_async(_call_chunk, (component.fn, *call.subset(idx)))) for idx in chunks]
         return time.perf_counter(), jobs
 

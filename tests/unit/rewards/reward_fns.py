@@ -8,10 +8,6 @@ def length_reward(prompts, completions, **kwargs):
     return [float(len(c)) for c in completions]
 
 
-def worker_pid(prompts, completions, **kwargs):
-    return [float(os.getpid()) for _ in completions]
-
-
 def sleepy(prompts, completions, **kwargs):
     time.sleep(30)
     return [1.0 for _ in completions]
@@ -30,3 +26,9 @@ def busy_count(prompts, completions, **kwargs):
             total += i % 7
         out.append(float(total))
     return out
+
+
+def slow_worker_pid(prompts, completions, **kwargs):
+    """Takes long enough per chunk that every worker of the pool gets chunks."""
+    time.sleep(0.3)
+    return [float(os.getpid()) for _ in completions]

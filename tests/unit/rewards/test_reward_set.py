@@ -134,13 +134,13 @@ def test_async_timeout_and_sync_timeout_fail_the_batch_by_policy():
 def test_process_executor_splits_the_batch_over_workers():
     with RewardSet(
         [
-            RewardComponent(reward_fns.worker_pid, executor="process"),
+            RewardComponent(reward_fns.slow_worker_pid, executor="process"),
             RewardComponent(reward_fns.length_reward, executor="process"),
         ],
         workers=2,
     ) as rs:
         batch = rs.score(PROMPTS, COMPLETIONS).batch
-        pids = set(batch["worker_pid"].tolist())
+        pids = set(batch["slow_worker_pid"].tolist())
         assert len(pids) == 2 and os.getpid() not in pids
         assert batch["length_reward"].tolist() == [1.0, 2.0, 1.0, 4.0]
 
