@@ -91,7 +91,14 @@ def restore_training_state(checkpoint: Path, model, optimizer, scheduler, genera
     state_dict = {}
     for path in weights:
         state_dict.update(load_file(path))
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if hasattr(model, "peft_config"):  # a LoRA model saves (and restores) its adapter weights only
+        from peft import set_peft_model_state_dict
+
+        loaded = set_peft_model_state_dict(model, state_dict)
+        missing = [k for k in loaded.missing_keys if "lora_" in k]
+        unexpected = list(loaded.unexpected_keys)
+    else:
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
     tied = set(getattr(model, "_tied_weights_keys", None) or [])
     if unexpected or set(missing) - tied:
         raise CheckpointError(

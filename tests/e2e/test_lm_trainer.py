@@ -253,3 +253,20 @@ def test_bfloat16_and_lora_runs(model_dir, tmp_path):
     assert trainable and all("lora_" in n for n in trainable)
     config = tiny_config(tmp_path / "lora", model_dir, steps=1, save_every=0)
     Trainer(model, tokenizer, [says_yes, is_short], ROWS, config).step()
+
+
+def test_lora_run_resumes_exactly(model_dir, tmp_path):
+    from polyreward.lm.model import LoraSettings
+
+    def lora_trainer(run_dir, steps):
+        torch.manual_seed(0)  # LoRA's initialization draws from the global generator
+        model, tokenizer = load_policy(str(model_dir), lora=LoraSettings(rank=4, alpha=8))
+        return Trainer(model, tokenizer, [says_yes, is_short], ROWS, tiny_config(run_dir, model_dir, steps=steps))
+
+    straight = lora_trainer(tmp_path / "straight", 3)
+    straight.train(progress=False)
+    lora_trainer(tmp_path / "split", 1).train(progress=False)
+    resumed = lora_trainer(tmp_path / "split", 3)
+    resumed.train(resume=True, progress=False)
+    for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
