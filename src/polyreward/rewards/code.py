@@ -21,10 +21,11 @@ import dataclasses
 import json
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from polyreward import sandbox
+from polyreward.rewards._columns import column
 from polyreward.rewards.text import Completion, completion_text
 
 CodeFrom = Literal["column", "completion"]
@@ -86,16 +87,6 @@ class _Limits:
             return list(pool.map(lambda job: self.run(*job), jobs))
 
 
-def _column(reward: str, columns: Mapping[str, Any], name: str, n: int) -> Sequence[Any]:
-    if name not in columns:
-        raise KeyError(f"reward {reward!r}: needs the dataset column {name!r}; the batch has columns {sorted(columns)}")
-    values = columns[name]
-    if not isinstance(values, (list, tuple)) or len(values) != n:
-        shape = f"{len(values)} values" if isinstance(values, (list, tuple)) else type(values).__name__
-        raise ValueError(f"reward {reward!r}: column {name!r} must hold one value per completion ({n}), got {shape}")
-    return values
-
-
 # ---------------------------------------------------------------------------------------------- unit tests
 @dataclasses.dataclass(frozen=True)
 class _Test:
@@ -152,7 +143,7 @@ class CodeTestReward:
         return self.name
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Completion], **columns: Any) -> list[float | None]:
-        tests = _column(self.name, columns, self.tests_column, len(completions))
+        tests = column(self.name, columns, self.tests_column, len(completions))
         per_sample = [
             _tests_of(self.name, i, extract_program(completion_text(c)), cases)
             for i, (c, cases) in enumerate(zip(completions, tests, strict=True))
@@ -263,9 +254,9 @@ class GeneratedReward:
         n = len(completions)
         if len(prompts) != n:
             raise ValueError(f"reward {self.name!r}: {len(prompts)} prompts for {n} completions")
-        codes = (_column(self.name, columns, self.code_column, n) if self.code_from == "column"
+        codes = (column(self.name, columns, self.code_column, n) if self.code_from == "column"
                  else [completion_text(c) for c in completions])  # fmt: skip
-        extra = {key: _column(self.name, columns, key, n) for key in self.columns}
+        extra = {key: column(self.name, columns, key, n) for key in self.columns}
         keys = [None if not code else (extract_program(code), self._sample_json(i, prompts[i], completions[i], extra))
                 for i, code in enumerate(codes)]  # fmt: skip
         self._compute([key for key in dict.fromkeys(keys) if key is not None and key not in self._cache])
