@@ -89,6 +89,8 @@ def sample_next(logits: Tensor, temperature: float, top_p: float, generator: tor
         outside = sorted_probs.cumsum(-1) - sorted_probs > top_p  # keep the smallest set reaching top_p
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    if generator is not None and probs.device != generator.device:
+        probs = probs.to(generator.device)  # the seeded generator (and its checkpointed state) stays on the CPU
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
