@@ -64,3 +64,11 @@ def test_reductions_by_hand():
     assert reduce_tokens(values, mask, "constant", loss_normalizer(mask, "constant", max_tokens=4)).item() == 10 / 8
     with pytest.raises(ValueError, match="needs max_tokens"):
         loss_normalizer(mask, "constant")
+
+
+def test_sequence_normalizers_count_only_covered_sequences():
+    """HDPO's conditional channel covers some rows only: sequence means average over those rows."""
+    mask = torch.tensor([[1, 1, 0], [0, 0, 0], [1, 0, 0]], dtype=torch.bool)
+    assert loss_normalizer(mask, "seq-mean-token-sum") == 2.0
+    assert loss_normalizer(mask, "constant", max_tokens=3) == 6.0
+    assert loss_normalizer(mask, "token-mean") == 3.0

@@ -61,19 +61,21 @@ def loss_normalizer(mask: Tensor, mode: Reduction, max_tokens: int | None = None
     """The denominator for one optimizer step, from the step's full ``mask[B_total, L]``.
 
     - ``token-mean``: number of response tokens in the step;
-    - ``seq-mean-token-sum``: number of sequences (each sequence's token sum, averaged);
+    - ``seq-mean-token-sum``: number of sequences with at least one masked-in token (each
+      sequence's token sum, averaged over the sequences the loss covers);
     - ``seq-mean-token-mean``: number of sequences (per-token weights ``1/len`` come from
       :func:`token_weights`);
     - ``constant`` (Dr.GRPO): ``sequences * max_tokens``, a length-independent constant.
     """
+    sequences = max(int((mask.sum(-1) > 0).sum()), 1)  # rows the loss covers (a channel may mask some out)
     if mode == "token-mean":
         return float(mask.sum().clamp_min(1))
     if mode in ("seq-mean-token-sum", "seq-mean-token-mean"):
-        return float(max(mask.shape[0], 1))
+        return float(sequences)
     if mode == "constant":
         if max_tokens is None:
             raise ValueError("loss reduction 'constant' (Dr.GRPO) needs max_tokens (the generation limit)")
-        return float(max(mask.shape[0], 1) * max_tokens)
+        return float(sequences * max_tokens)
     raise ValueError(f"unknown loss reduction {mode!r}; choose one of {list(Reduction.__args__)}")
 
 
