@@ -3,6 +3,6 @@
 # pytest exits non-zero when a test fails and when no tests are collected (exit code 5).
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
-"$root/scripts/env.sh" dev,lm
+"$root/scripts/env.sh" dev,lm,gym
 cd "$root"
 exec "$root/.venv/bin/python" -m pytest -q "$@"

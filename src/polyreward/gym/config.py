@@ -1,0 +1,121 @@
+"""The gym trainer's config: one flat, typed dataclass (CleanRL-style), validated at construction.
+
+Checks that need the environment (the number of reward components, their names) run when the
+environment is built (:func:`polyreward.gym.envs.make_vec_env`) and name the config field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from polyreward.config import ConfigError, option
+
+Critic = Literal["multi", "single"]
+CriticNorm = Literal["per_critic", "scalarized", "none"]
+Bonus = Literal["none", "episodic", "global", "product", "sum"]
+BonusKey = Literal["obs", "agent_pos"]
+Vector = Literal["sync", "async"]
+
+
+@dataclasses.dataclass
+class GymConfig:
+    # environment and reward components
+    env_id: str = option("deep-sea-treasure-v0", "Gymnasium or MO-Gymnasium id (MiniGrid ids too)")
+    env_kwargs: dict[str, Any] = option({}, "keyword arguments for gymnasium.make / mo_gymnasium.make")
+    reward_names: list[str] = option(
+        [], "names of a vector reward's components (length = reward_space.shape[0]); empty = built-in names or obj0.."
+    )
+    info_rewards: list[str] = option([], "info keys read as extra reward components each step, e.g. ['success']")
+    weights: dict[str, float] | list[float] = option(
+        {}, "component weights: {name: w} (unnamed ones get 1.0) or a list with one weight per component"
+    )
+    bonus: Bonus = option(
+        "none",
+        "exploration bonus component 'bonus': episodic first-visit, global 1/sqrt(N), or their product / sum",
+    )
+    bonus_key: BonusKey = option("obs", "state key the counts use: the observation, or env.unwrapped.agent_pos")
+    bonus_global_coef: float = option(1.0, "coefficient of the global count in bonus='sum'")
+    num_envs: int = option(4, "parallel environments")
+    vector: Vector = option("sync", "gymnasium.vector.SyncVectorEnv or AsyncVectorEnv (one process per env)")
+    # rollout and advantages
+    num_steps: int = option(128, "steps per environment per rollout (T)")
+    total_steps: int = option(100_000, "environment steps over all envs (learn() may override)")
+    gamma: float = option(0.99, "discount")
+    lam: float = option(0.95, "GAE lambda")
+    critic: Critic = option("multi", "'multi': one value head per component (SLIM/MOPPO); 'single': one on the weighted sum")
+    critic_norm: CriticNorm = option(
+        "scalarized",
+        "advantage normalization: scalarized (MOPPO: normalize sum_k w_k A_k; keeps the weighted objective), "
+        "per_critic (SLIM: normalize each A_k, then weight; changes the effective trade-off), none. "
+        "critic=single: scalarized and per_critic both normalize its one advantage",
+    )
+    # loss and optimization
+    lr: float = option(2.5e-4, "Adam learning rate")
+    anneal_lr: bool = option(True, "linear learning-rate decay to 0 over total_steps")
+    clip: float = option(0.2, "PPO ratio clip range")
+    clip_value: bool = option(True, "clip value predictions to +-clip around the rollout's values (CleanRL clip_vloss)")
+    epochs: int = option(4, "optimizer passes over each rollout")
+    minibatches: int = option(4, "minibatches per epoch")
+    ent_coef: float = option(0.01, "entropy bonus coefficient")
+    vf_coef: float = option(0.5, "value-loss coefficient")
+    value_coefs: dict[str, float] = option({}, "per-critic value-loss weights c_k by component name (default 1.0)")
+    max_grad_norm: float = option(0.5, "gradient clipping norm (0 = off)")
+    # network
+    hidden_sizes: list[int] = option([64, 64], "hidden layer widths of the actor and critic MLPs")
+    shared_trunk: bool = option(False, "one trunk for actor and critics (SLIM's shared network) instead of two MLPs")
+    # run
+    seed: int = option(0, "seed for networks, sampling and environment resets")
+    threads: int = option(0, "torch CPU threads (0 = torch's default)")
+    device: str = option("cpu", "torch device")
+    output_dir: str = option("runs/gym", "run directory (metrics.jsonl, TensorBoard, checkpoints)")
+    save_every: int = option(0, "checkpoint every N updates (and always at the end); 0 = only at the end")
+    tensorboard: bool = option(True, "write TensorBoard events next to metrics.jsonl")
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "num_steps", "total_steps", "epochs", "minibatches"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "clip"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("ent_coef", "vf_coef", "max_grad_norm", "save_every", "threads", "bonus_global_coef"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("gamma", "lam"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
+        batch = self.num_envs * self.num_steps
+        if batch % self.minibatches:
+            raise ConfigError(
+                f"minibatches: {self.minibatches} does not divide the rollout of num_envs * num_steps = {batch} steps"
+            )
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise ConfigError(f"hidden_sizes: expected at least one positive width, got {self.hidden_sizes}")
+        if len(set(self.reward_names)) != len(self.reward_names):
+            raise ConfigError(f"reward_names: duplicate names in {self.reward_names}")
+        for name, value in self.value_coefs.items():
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"value_coefs[{name!r}]: expected a number >= 0, got {value!r}")
+
+    @property
+    def batch_size(self) -> int:
+        """Environment steps per rollout: ``num_envs * num_steps``."""
+        return self.num_envs * self.num_steps
+
+
+def resolve_weights(weights: dict[str, float] | list[float], names: list[str], field: str = "weights") -> list[float]:
+    """One weight per component name from a ``{name: w}`` mapping (default 1.0) or a full list.
+
+    Errors name ``field``, the unknown names and the component names.
+    """
+    if isinstance(weights, dict):
+        unknown = sorted(set(weights) - set(names))
+        if unknown:
+            raise ConfigError(f"{field}: unknown components {unknown}; the components are {names}")
+        return [float(weights.get(name, 1.0)) for name in names]
+    if len(weights) == 0:
+        return [1.0] * len(names)
+    if len(weights) != len(names):
+        raise ConfigError(f"{field}: {len(weights)} weights for {len(names)} components {names}")
+    return [float(w) for w in weights]

@@ -1,0 +1,358 @@
+"""PPO on vector-reward environments: one value head per reward component, or one on their sum.
+
+One update: rollout -> ``RewardBatch.from_steps`` -> advantage estimator (``multi_critic`` with
+``norm=per_critic`` (SLIM) / ``scalarized`` (MOPPO) / ``none``, or ``gae`` on the weighted sum for
+``critic="single"``) -> clipped surrogate + per-critic value loss + entropy bonus -> Adam -> metrics.
+The loop follows CleanRL's ``ppo.py``; the math lives in ``polyreward.advantages`` and
+``polyreward.lm.loss``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from polyreward import advantages
+from polyreward.batch import RewardBatch
+from polyreward.checkpoint import MARKER, CheckpointError, checkpoint_dir, latest_checkpoint, load_state
+from polyreward.config import ConfigError, from_mapping, to_mapping
+from polyreward.gym.config import GymConfig, resolve_weights
+from polyreward.gym.envs import RewardVecEnv, make_vec_env
+from polyreward.gym.networks import ActorCritic, action_array
+from polyreward.lm.loss import clipped_surrogate
+from polyreward.runlog import RunLog
+
+Callback = Callable[["PPO", dict[str, float]], "bool | None"]
+
+
+@dataclasses.dataclass
+class Rollout:
+    """``T`` steps of ``E`` envs. ``obs[T, E, D]``, ``actions[T, E(, A)]``, ``logprobs[T, E]``,
+    ``values[T, E, C]`` and ``next_values[T, E, C]`` (``C`` critics; ``next_values`` from the true
+    ``s_{t+1}``, also at truncation), ``rewards[T, E, K]``, ``terminated`` / ``truncated[T, E]``;
+    finished episodes: ``episode_returns[M, K]``, ``episode_lengths[M]``."""
+
+    obs: Tensor
+    actions: Tensor
+    logprobs: Tensor
+    values: Tensor
+    next_values: Tensor
+    rewards: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    episode_returns: np.ndarray
+    episode_lengths: np.ndarray
+
+
+class PPO:
+    """``PPO(env_id_or_vecenv, config).learn(total_steps, callback=None)``.
+
+    ``env``: a Gymnasium / MO-Gymnasium id (built with :func:`make_vec_env` from ``config``), or a
+    :class:`RewardVecEnv`. ``callback(ppo, metrics)`` runs after every update; returning ``False``
+    stops training.
+    """
+
+    def __init__(self, env: str | RewardVecEnv, config: GymConfig | None = None):
+        config = config or GymConfig()
+        if isinstance(env, str):
+            config = dataclasses.replace(config, env_id=env)
+            env = make_vec_env(config)
+        elif env.num_envs != config.num_envs:
+            config = dataclasses.replace(config, num_envs=env.num_envs)  # re-validates minibatch divisibility
+        self.config, self.env = config, env
+        self.names = list(env.names)
+        self.weights = torch.tensor(resolve_weights(config.weights, self.names), dtype=torch.float32)
+        unknown = sorted(set(config.value_coefs) - set(self.names))
+        if unknown:
+            raise ConfigError(f"value_coefs: unknown components {unknown}; the components are {self.names}")
+        self.critic_names = self.names if config.critic == "multi" else ["weighted"]
+        self.value_coefs = torch.tensor([float(config.value_coefs.get(n, 1.0)) for n in self.critic_names])
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        _seed_everything(config.seed)
+        self.device = torch.device(config.device)
+        self.model = ActorCritic(
+            env.obs_dim, env.single_action_space, len(self.critic_names), config.hidden_sizes, config.shared_trunk
+        ).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=1e-5)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.global_step, self.update = 0, 0
+        self.run_dir = Path(config.output_dir)
+        self._obs: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ the loop
+    def learn(self, total_steps: int | None = None, callback: Callback | None = None, progress: bool = True) -> PPO:
+        """Train until ``total_steps`` environment steps (default ``config.total_steps``) have been taken
+        in total; a loaded checkpoint continues from its step. Logs to ``config.output_dir``."""
+        cfg = self.config
+        total = cfg.total_steps if total_steps is None else total_steps
+        num_updates = total // cfg.batch_size
+        if num_updates < 1:
+            raise ConfigError(f"total_steps: {total} is less than one rollout (num_envs * num_steps = {cfg.batch_size})")
+        if self.update == 0 and (self.run_dir / "checkpoints").exists():
+            raise FileExistsError(f"{self.run_dir}: already holds a run; load it (PPO.load) or choose another output_dir")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(to_mapping(cfg), indent=2))
+        if self._obs is None:
+            self._obs = self.env.reset(seed=cfg.seed + self.global_step)
+        log = RunLog(self.run_dir, tensorboard=cfg.tensorboard)
+        bar = _progress(num_updates, self.update, progress)
+        try:
+            while self.update < num_updates:
+                if cfg.anneal_lr:
+                    self.optimizer.param_groups[0]["lr"] = cfg.lr * (1.0 - self.update / num_updates)
+                metrics = self.train_update()
+                self.update += 1
+                log.log(self.global_step, metrics)
+                bar.update(1)
+                bar.set_postfix(return_=f"{metrics.get('charts/episodic_return', float('nan')):.2f}")
+                stop = callback is not None and callback(self, metrics) is False
+                if stop or self.update == num_updates or (cfg.save_every and self.update % cfg.save_every == 0):
+                    self.save()
+                if stop:
+                    break
+        finally:
+            bar.close()
+            log.close()
+        return self
+
+    def train_update(self) -> dict[str, float]:
+        """One rollout and one optimization phase; returns the update's metrics."""
+        start = time.perf_counter()
+        rollout = self.collect()
+        collected = time.perf_counter()
+        adv, returns = self.advantages(rollout)
+        metrics = self.optimize(rollout, adv, returns)
+        done = time.perf_counter()
+        metrics.update(self._episode_metrics(rollout))
+        metrics.update(
+            {
+                "charts/sps": rollout.rewards.shape[0] * rollout.rewards.shape[1] / (done - start),
+                "charts/learning_rate": self.optimizer.param_groups[0]["lr"],
+                "time/rollout_s": collected - start,
+                "time/update_s": done - collected,
+            }
+        )
+        return metrics
+
+    # ------------------------------------------------------------------ stages
+    @torch.no_grad()
+    def collect(self) -> Rollout:
+        """``num_steps`` steps of every env with the current policy (sampling)."""
+        cfg, env, device = self.config, self.env, self.device
+        t_len, e = cfg.num_steps, env.num_envs
+        obs_buf = torch.zeros(t_len, e, env.obs_dim)
+        final_buf = torch.zeros(t_len, e, env.obs_dim)
+        act_shape = () if self.model.discrete else (self.model.action_dim,)
+        actions_buf = torch.zeros(t_len, e, *act_shape, dtype=torch.long if self.model.discrete else torch.float32)
+        logp_buf, values_buf = torch.zeros(t_len, e), torch.zeros(t_len, e, len(self.critic_names))
+        rewards = np.zeros((t_len, e, len(self.names)), dtype=np.float32)
+        terminated, truncated = np.zeros((t_len, e), dtype=bool), np.zeros((t_len, e), dtype=bool)
+        ep_returns, ep_lengths = [], []
+        obs = torch.from_numpy(self._obs)
+        for t in range(t_len):
+            obs_buf[t] = obs
+            actions, logp, values = self.model.act(obs.to(device))
+            step = env.step(action_array(actions, env.single_action_space))
+            actions_buf[t], logp_buf[t], values_buf[t] = actions.cpu(), logp.cpu(), values.cpu()
+            rewards[t], terminated[t], truncated[t] = step.rewards, step.terminated, step.truncated
+            final_buf[t] = torch.from_numpy(step.final_obs)
+            ep_returns.append(step.episode_returns)
+            ep_lengths.append(step.episode_lengths)
+            obs = torch.from_numpy(step.obs)
+        self._obs = step.obs
+        self.global_step += t_len * e
+        next_values = self.model.value(final_buf.reshape(t_len * e, -1).to(device)).cpu().reshape(t_len, e, -1)
+        return Rollout(
+            obs_buf,
+            actions_buf,
+            logp_buf,
+            values_buf,
+            next_values,
+            torch.from_numpy(rewards),
+            torch.from_numpy(terminated),
+            torch.from_numpy(truncated),
+            np.concatenate(ep_returns).reshape(-1, len(self.names)),
+            np.concatenate(ep_lengths),
+        )
+
+    def advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
+        """``(advantages[T, E], returns[T, E, C])`` from the registered estimators."""
+        cfg = self.config
+        batch = RewardBatch.from_steps(rollout.rewards, self.names, rollout.terminated, rollout.truncated, self.weights)
+        if cfg.critic == "multi":
+            result = advantages.compute(
+                "multi_critic",
+                batch,
+                values=rollout.values,
+                next_values=rollout.next_values,
+                gamma=cfg.gamma,
+                lam=cfg.lam,
+                norm=cfg.critic_norm,
+            )
+            return result.advantages, result.extras["returns"]
+        result = advantages.compute(
+            "gae",
+            batch,
+            values=rollout.values[..., 0],
+            next_values=rollout.next_values[..., 0],
+            gamma=cfg.gamma,
+            lam=cfg.lam,
+        )
+        adv = result.advantages
+        if cfg.critic_norm != "none":  # one critic: per_critic and scalarized coincide
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        return adv, result.extras["returns"][..., None]
+
+    def optimize(self, rollout: Rollout, adv: Tensor, returns: Tensor) -> dict[str, float]:
+        """``epochs`` passes of ``minibatches`` Adam steps on the clipped surrogate, per-critic value
+        loss ``sum_k c_k 0.5 (V_k - R_k)^2`` and entropy bonus."""
+        cfg, device = self.config, self.device
+        n = rollout.logprobs.numel()
+        obs = rollout.obs.reshape(n, -1).to(device)
+        actions = rollout.actions.reshape(n, *rollout.actions.shape[2:]).to(device)
+        old_logp, b_adv = rollout.logprobs.reshape(n).to(device), adv.reshape(n).to(device)
+        old_values = rollout.values.reshape(n, -1).to(device)
+        b_returns = returns.reshape(n, -1).to(device)
+        coefs = self.value_coefs.to(device)
+        sums = {"policy": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clipfrac": 0.0}
+        value_sums = torch.zeros(len(self.critic_names))
+        count = 0
+        for _ in range(cfg.epochs):
+            for rows in torch.randperm(n, generator=self.generator).split(n // cfg.minibatches):
+                logp, entropy, values = self.model.evaluate(obs[rows], actions[rows])
+                per_row, clipped = clipped_surrogate(logp[:, None], old_logp[rows, None], b_adv[rows], cfg.clip, cfg.clip)
+                policy_loss = per_row.mean()
+                value_loss = _value_loss(values, old_values[rows], b_returns[rows], cfg.clip if cfg.clip_value else None)
+                loss = policy_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * (coefs * value_loss).sum()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    log_ratio = logp - old_logp[rows]
+                    sums["approx_kl"] += float(((log_ratio.exp() - 1) - log_ratio).mean())
+                    sums["clipfrac"] += float(clipped.mean())
+                    sums["policy"] += float(policy_loss)
+                    sums["entropy"] += float(entropy.mean())
+                    value_sums += value_loss.detach().cpu()
+                count += 1
+        metrics = {f"losses/{k}": v / count for k, v in sums.items()}
+        metrics.update(
+            {f"losses/value_{name}": float(v) / count for name, v in zip(self.critic_names, value_sums, strict=True)}
+        )
+        return metrics
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for ``obs[B, D]`` (flattened, float) as the env expects them."""
+        tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(len(obs), -1)
+        actions, _, _ = self.model.act(tensor, deterministic=deterministic)
+        return action_array(actions, self.env.single_action_space)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> Path:
+        """Write ``run_dir/checkpoints/step-N`` atomically (weights, optimizer, RNG states, global
+        counts, step); a ``COMPLETE`` marker is written last."""
+        final = checkpoint_dir(self.run_dir, self.global_step)
+        staging = final.with_name(final.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(),
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "global_counts": dict(self.env.global_count.counts),
+            },
+            staging / "state.pt",
+        )
+        state = {"step": self.global_step, "update": self.update, "names": self.names, "config": to_mapping(self.config)}
+        (staging / "state.json").write_text(json.dumps(state, indent=2))
+        (staging / MARKER).write_text(str(self.global_step))
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        return final
+
+    @classmethod
+    def load(cls, path: str | Path, env: RewardVecEnv | None = None, **overrides) -> PPO:
+        """A PPO from a checkpoint directory or a run directory (its latest checkpoint).
+
+        Restores weights, optimizer, RNG states, global bonus counts and the step counters; the
+        environments start fresh episodes (sub-env states are not saved, so a resumed run is not
+        step-for-step identical to an uninterrupted one). ``overrides``: config fields to change,
+        e.g. ``output_dir`` or ``num_envs``.
+        """
+        path = Path(path)
+        checkpoint = path if (path / MARKER).is_file() else latest_checkpoint(path)
+        saved = load_state(checkpoint)
+        config = from_mapping(GymConfig, {**saved["config"], **overrides}, str(checkpoint / "state.json"))
+        ppo = cls(env if env is not None else config.env_id, config)
+        if ppo.names != saved["names"]:
+            raise CheckpointError(f"{checkpoint}: components {saved['names']} differ from the environment's {ppo.names}")
+        tensors = torch.load(checkpoint / "state.pt", weights_only=False)
+        ppo.model.load_state_dict(tensors["model"])
+        ppo.optimizer.load_state_dict(tensors["optimizer"])
+        ppo.generator.set_state(tensors["generator"])
+        torch.set_rng_state(tensors["torch"])
+        np.random.set_state(tensors["numpy"])
+        random.setstate(tensors["python"])
+        ppo.env.global_count.counts.update(tensors["global_counts"])
+        ppo.global_step, ppo.update = saved["step"], saved["update"]
+        RunLog(ppo.run_dir, tensorboard=False).truncate_after(ppo.global_step)
+        return ppo
+
+    # ------------------------------------------------------------------ metrics
+    def _episode_metrics(self, rollout: Rollout) -> dict[str, float]:
+        """Means over the episodes that ended in this rollout (none ended: no episode metrics)."""
+        returns = rollout.episode_returns
+        if len(returns) == 0:
+            return {}
+        means = returns.mean(0)
+        task = [i for i, name in enumerate(self.names) if name != "bonus"]
+        weighted = returns[:, task] @ self.weights.numpy()[task]
+        out = {f"reward/{name}/episodic_return": float(m) for name, m in zip(self.names, means, strict=True)}
+        out.update(
+            {
+                "charts/episodic_return": float(weighted.mean()),
+                "charts/episodic_length": float(rollout.episode_lengths.mean()),
+                "charts/episodes": float(len(returns)),
+            }
+        )
+        return out
+
+
+def _value_loss(values: Tensor, old_values: Tensor, returns: Tensor, clip: float | None) -> Tensor:
+    """Per-critic ``0.5 * mean_B (V_k - R_k)^2`` -> ``[C]``; with ``clip``, the pessimistic max with the
+    clipped prediction ``V_old + clamp(V - V_old, -clip, clip)`` (CleanRL / MOPPO)."""
+    squared = (values - returns).pow(2)
+    if clip is not None:
+        clipped = old_values + (values - old_values).clamp(-clip, clip)
+        squared = torch.maximum(squared, (clipped - returns).pow(2))
+    return 0.5 * squared.mean(0)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="ppo", unit="update", disable=not enabled, dynamic_ncols=True)
