@@ -11,39 +11,22 @@ from pathlib import Path
 
 import torch
 
+from tests.tiny_models import llama_config, word_tokenizer
+
 WORDS = ["yes", "no", "red", "blue", "one", "two", "three", "say", "colour", "number", "please"]
 CHAT = "{% for m in messages %}{{ m['content'] }} {% endfor %}{% if add_generation_prompt %}answer {% endif %}"
 
 
 def make_tiny_model(directory: str | Path, seed: int = 0) -> Path:
     """Save a ~30k-parameter LlamaForCausalLM + tokenizer to ``directory`` (deterministic in ``seed``)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM
 
     directory = Path(directory)
     if (directory / "config.json").exists():
         return directory
-    vocab = {tok: i for i, tok in enumerate(["<pad>", "<unk>", "<s>", "</s>", "answer", *WORDS])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
-    tokenizer.chat_template = CHAT
+    tokenizer = word_tokenizer(["answer", *WORDS], chat_template=CHAT)
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=0,
-        bos_token_id=2,
-        eos_token_id=3,
-        tie_word_embeddings=False,
-    )
+    config = llama_config(len(tokenizer), max_position_embeddings=128, tie_word_embeddings=False)
     LlamaForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

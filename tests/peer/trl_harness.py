@@ -25,6 +25,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
 
+from tests.tiny_models import llama_config, word_tokenizer
+
 _COLUMN = "peer_rewards"
 
 
@@ -37,28 +39,18 @@ def _scratch_dir() -> tempfile.TemporaryDirectory:
 @functools.lru_cache(maxsize=1)
 def _tiny_model_and_tokenizer():
     """A word-level tokenizer and a ~3k-parameter random-init LlamaForCausalLM, built locally once per process."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM
 
-    specials = ["<pad>", "<unk>", "<s>", "</s>"]
-    vocab = {tok: i for i, tok in enumerate([*specials, "prompt", "a", "b", "c", "d", "e", "f", "g", "h"])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
+    tokenizer = word_tokenizer(["prompt", "a", "b", "c", "d", "e", "f", "g", "h"])
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
+    config = llama_config(
+        len(tokenizer),
         hidden_size=16,
         intermediate_size=32,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
         max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
     )
     return LlamaForCausalLM(config), tokenizer
 

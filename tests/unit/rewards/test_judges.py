@@ -15,6 +15,7 @@ from polyreward.rewards.judges import (
     pairwise_win_probability,
     reward_model_reward,
 )
+from tests.tiny_models import llama_config, word_tokenizer
 
 WORDS = [
     *("<pad>", "<unk>", "<s>", "</s>"),
@@ -32,36 +33,12 @@ PAIR_TEMPLATE = "judge {prompt} : A {response_a} B {response_b}"
 
 
 def _tokenizer(chat: bool = False):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
-    if chat:
-        tok.chat_template = CHAT_TEMPLATE
-    return tok
+    return word_tokenizer(WORDS, CHAT_TEMPLATE if chat else None)
 
 
 def _config(**extra):
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=len(WORDS),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        initializer_range=0.5,  # sharper next-token distributions than the default 0.02
-        pad_token_id=0,
-        bos_token_id=2,
-        eos_token_id=3,
-        **extra,
-    )
+    # a large initializer_range gives sharper next-token distributions than the default 0.02
+    return llama_config(len(WORDS), initializer_range=0.5, **extra)
 
 
 @pytest.fixture(scope="module")
