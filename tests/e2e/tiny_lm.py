@@ -90,7 +90,7 @@ CORPUS = [
 def make_chatml_model(directory: str | Path, seed: int = 0) -> Path:
     """A tiny byte-level BPE tokenizer with a ChatML template (any text encodes) and a random Llama."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
     directory = Path(directory)
     if (directory / "config.json").exists():
@@ -108,14 +108,8 @@ def make_chatml_model(directory: str | Path, seed: int = 0) -> Path:
     )
     tokenizer.chat_template = CHATML
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
+    config = llama_config(
+        len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,

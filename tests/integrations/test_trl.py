@@ -21,38 +21,29 @@ import torch
 pytest.importorskip("trl")
 
 from datasets import Dataset
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 
 import polyreward as pr
 from polyreward.integrations.trl import PolyrewardGRPOTrainer, token_turns
 from polyreward.rewards import RewardComponent, RewardError, RewardSet, Step
+from tests.tiny_models import llama_config, word_tokenizer
 
 G = 4  # completions per prompt; every generation batch is 2 prompts x G
 WORDS = ["prompt", "a", "b", "c", "d", "e", "sep"]
 
 
 def tiny_model_and_tokenizer():
-    specials = ["<pad>", "<unk>", "<s>", "</s>"]
-    vocab = {tok: i for i, tok in enumerate([*specials, *WORDS])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
+    tokenizer = word_tokenizer(WORDS)
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
+    config = llama_config(
+        len(tokenizer),
         hidden_size=16,
         intermediate_size=32,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=2,
         max_position_embeddings=64,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
     )
     return LlamaForCausalLM(config), tokenizer
 
