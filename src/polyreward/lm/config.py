@@ -40,7 +40,7 @@ class TrainConfig:
     clip_high: float = option(0.28, "upper PPO clip range (DAPO clip-higher)")
     kl_coef: float = option(0.0, "weight of the k3 KL penalty to the initial policy (0 = no reference model)")
     epochs_per_batch: int = option(1, "optimizer passes over each rollout batch")
-    micro_batch_size: int = option(8, "sequences per forward/backward (gradient accumulation; bounds activation memory)")
+    micro_batch_size: int = option(4, "sequences per forward/backward (gradient accumulation; bounds activation memory)")
     learning_rate: float = option(1e-5, "AdamW learning rate")
     weight_decay: float = option(0.0, "AdamW weight decay")
     warmup_steps: int = option(0, "linear learning-rate warm-up steps")

@@ -26,8 +26,8 @@ def train_from_cli(config_path: str | None, settings: list[str], resume: bool, p
         return 0
     config = load_config(TrainConfig, config_path, settings)
     run_dir = train(config, resume=resume, progress=progress)
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"run directory: {run_dir}  (peak memory {peak_gb:.2f} GB)", file=sys.stderr)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+    print(f"run directory: {run_dir}  (peak memory {peak_gib:.2f} GiB)", file=sys.stderr)
     print(f"report: {render_report(run_dir)}")
     return 0
 
