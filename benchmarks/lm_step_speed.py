@@ -31,7 +31,7 @@ from polyreward.lm.tasks import answer_format, arithmetic_rows, brevity, correct
 from polyreward.lm.trainer import Trainer
 
 OUT = Path(__file__).parent / "results"
-PROMPTS, G, NEW_TOKENS, LR = 4, 4, 32, 1e-5
+PROMPTS, G, NEW_TOKENS, LR, MICRO = 4, 4, 32, 1e-5, 8  # micro-batches of 8: what results/ were measured with
 
 
 def polyreward_steps(dtype: str, steps: int) -> dict:
@@ -47,6 +47,7 @@ def polyreward_steps(dtype: str, steps: int) -> dict:
             learning_rate=LR,
             estimator="grpo",
             samples_to_log=0,
+            micro_batch_size=MICRO,
         )
         model, tokenizer = load_policy(config.model, dtype)
         trainer = Trainer(model, tokenizer, [correct, answer_format, brevity], arithmetic_rows(200, 0), config)
