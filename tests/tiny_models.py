@@ -41,3 +41,22 @@ def llama_config(vocab_size: int, **overrides: Any):
         eos_token_id=3,
     )
     return LlamaConfig(**{**values, **overrides})
+
+
+def micro_llama(words: Sequence[str], seed: int = 0):
+    """``(model, tokenizer)``: a ~3k-parameter, 1-layer random Llama over ``words`` (seeded), for TRL tests."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    tokenizer = word_tokenizer(words)
+    torch.manual_seed(seed)
+    config = llama_config(
+        len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    return LlamaForCausalLM(config), tokenizer

@@ -21,31 +21,19 @@ import torch
 pytest.importorskip("trl")
 
 from datasets import Dataset
-from transformers import LlamaForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 
 import polyreward as pr
 from polyreward.integrations.trl import PolyrewardGRPOTrainer, token_turns
 from polyreward.rewards import RewardComponent, RewardError, RewardSet, Step
-from tests.tiny_models import llama_config, word_tokenizer
+from tests.tiny_models import micro_llama
 
 G = 4  # completions per prompt; every generation batch is 2 prompts x G
 WORDS = ["prompt", "a", "b", "c", "d", "e", "sep"]
 
 
 def tiny_model_and_tokenizer():
-    tokenizer = word_tokenizer(WORDS)
-    torch.manual_seed(0)
-    config = llama_config(
-        len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(config), tokenizer
+    return micro_llama(WORDS)
 
 
 def grpo_config(tmp_path, **overrides) -> GRPOConfig:

@@ -25,7 +25,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
 
-from tests.tiny_models import llama_config, word_tokenizer
+from tests.tiny_models import micro_llama
 
 _COLUMN = "peer_rewards"
 
@@ -39,20 +39,7 @@ def _scratch_dir() -> tempfile.TemporaryDirectory:
 @functools.lru_cache(maxsize=1)
 def _tiny_model_and_tokenizer():
     """A word-level tokenizer and a ~3k-parameter random-init LlamaForCausalLM, built locally once per process."""
-    from transformers import LlamaForCausalLM
-
-    tokenizer = word_tokenizer(["prompt", "a", "b", "c", "d", "e", "f", "g", "h"])
-    torch.manual_seed(0)
-    config = llama_config(
-        len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(config), tokenizer
+    return micro_llama(["prompt", "a", "b", "c", "d", "e", "f", "g", "h"])
 
 
 def _column_reward(k: int):
