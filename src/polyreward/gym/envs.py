@@ -16,12 +16,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import io
+import pickle
 from collections import Counter
 from collections.abc import Hashable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.utils import EzPickle
 from gymnasium.vector import AutoresetMode
 
 from polyreward.config import ConfigError
@@ -77,12 +80,24 @@ def is_multi_objective(spec: gym.envs.registration.EnvSpec) -> bool:
     return module.startswith("mo_gymnasium")
 
 
+class FlattenObservations(gym.ObservationWrapper):
+    """``gymnasium.spaces.flatten`` of every observation, like Gymnasium's ``FlattenObservation``,
+    whose lambda cannot be pickled into an env snapshot."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.observation_space = gym.spaces.flatten_space(env.observation_space)
+
+    def observation(self, observation):
+        return gym.spaces.flatten(self.env.observation_space, observation)
+
+
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
     """One environment with a flat ``Box`` observation (MO ids through ``mo_gymnasium.make``).
 
     Observation handling: MiniGrid's ``Dict(image, direction, mission)`` keeps the image
     (``ImgObsWrapper``); any other non-Box space (``Discrete``, ``Dict``, ``Tuple``) is flattened with
-    ``FlattenObservation`` (``Discrete`` becomes one-hot).
+    :class:`FlattenObservations` (``Discrete`` becomes one-hot).
     """
     spec = env_spec(env_id)
     if is_multi_objective(spec):
@@ -97,7 +112,7 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
 
         env = ImgObsWrapper(env)
     if not (isinstance(env.observation_space, gym.spaces.Box) and len(env.observation_space.shape) == 1):
-        env = gym.wrappers.FlattenObservation(env)
+        env = FlattenObservations(env)
     return env
 
 
@@ -127,6 +142,41 @@ def reward_names(env: gym.Env, env_id: str, given: Sequence[str] = ()) -> list[s
 def state_key(data: bytes) -> int:
     """A stable 63-bit hash of a state's bytes (the same in every process, unlike ``hash``)."""
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
+
+
+class _StatePickler(pickle.Pickler):
+    """Pickles :class:`~gymnasium.utils.EzPickle` objects (MO-Gymnasium, MuJoCo envs) by their
+    attributes instead of their constructor arguments, so the episode in progress survives."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, EzPickle):
+            return _blank_instance, (type(obj),), dict(obj.__dict__), None, None, _set_attributes
+        return NotImplemented
+
+
+def _blank_instance(cls: type) -> Any:
+    return cls.__new__(cls)
+
+
+def _set_attributes(obj: Any, attributes: dict[str, Any]) -> None:
+    obj.__dict__.update(attributes)
+
+
+def snapshot_env(env: gym.Env) -> bytes:
+    """The whole state of ``env`` and its wrappers (positions, step counters, RNG) as bytes.
+
+    Plain ``pickle`` rebuilds an ``EzPickle`` env from its constructor arguments, i.e. a fresh one;
+    this keeps its attributes. ``restore_env(snapshot_env(env))`` continues the same episode with
+    the same random stream.
+    """
+    buffer = io.BytesIO()
+    _StatePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(env)
+    return buffer.getvalue()
+
+
+def restore_env(snapshot: bytes) -> gym.Env:
+    """The env saved by :func:`snapshot_env`."""
+    return pickle.loads(snapshot)
 
 
 class ComponentWrapper(gym.Wrapper):
@@ -161,6 +211,10 @@ class ComponentWrapper(gym.Wrapper):
         if self.key_mode:
             info[STATE_KEY] = self._key(obs)
         return obs, float(vector.sum()), terminated, truncated, info
+
+    def snapshot(self) -> bytes:
+        """:func:`snapshot_env` of this sub-env (``VectorEnv.call("snapshot")`` reaches async workers too)."""
+        return snapshot_env(self)
 
     def _key(self, obs) -> int:
         if self.key_mode == "agent_pos":
@@ -295,6 +349,26 @@ class RewardVecEnv:
     def close(self) -> None:
         self.vec_env.close()
 
+    # ------------------------------------------------------------------ resume
+    def snapshot(self) -> list[bytes]:
+        """One :func:`snapshot_env` per sub-env (episodes in progress, RNG); rebuild with
+        ``make_vec_env(config, snapshots=...)``."""
+        return list(self.vec_env.call("snapshot"))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Running episode returns and lengths and the count-bonus memories."""
+        return {
+            "returns": self._returns.copy(),
+            "lengths": self._lengths.copy(),
+            "visited": [set(v) for v in self.episodic.visited],
+            "global_counts": dict(self.global_count.counts),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._returns[:], self._lengths[:] = state["returns"], state["lengths"]
+        self.episodic.visited = [set(v) for v in state["visited"]]
+        self.global_count.counts = Counter(state["global_counts"])
+
     # ------------------------------------------------------------------ helpers
     def _flat(self, obs: np.ndarray) -> np.ndarray:
         return np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1)
@@ -340,15 +414,20 @@ class EnvBuilder:
     env_kwargs: dict[str, Any]
     info_keys: tuple[str, ...] = ()
     key_mode: str | None = None
+    snapshot: bytes | None = None  # a ComponentWrapper.snapshot() to resume instead of a fresh env
 
     def __call__(self) -> gym.Env:
+        if self.snapshot is not None:
+            return restore_env(self.snapshot)
         env = make_env(self.env_id, self.env_kwargs)
         return ComponentWrapper(env, self.env_id, self.info_keys, self.key_mode)
 
 
-def make_vec_env(config: GymConfig) -> RewardVecEnv:
+def make_vec_env(config: GymConfig, snapshots: Sequence[bytes] | None = None) -> RewardVecEnv:
     """``config.num_envs`` copies of ``config.env_id`` as a :class:`RewardVecEnv` (sync or async).
 
+    ``snapshots``: one :meth:`ComponentWrapper.snapshot` per sub-env (from
+    :meth:`RewardVecEnv.snapshot`) to continue those envs mid-episode instead of building fresh ones.
     Errors (naming the config field): unknown id (with close matches), ``reward_names`` of the
     wrong length, component names that collide.
     """
@@ -363,7 +442,9 @@ def make_vec_env(config: GymConfig) -> RewardVecEnv:
         raise ConfigError(f"info_rewards / reward_names: component names {duplicates} are used twice in {names}")
     key_mode = config.bonus_key if config.bonus != "none" else None
     build = EnvBuilder(config.env_id, dict(config.env_kwargs), tuple(config.info_rewards), key_mode)
-    fns = [build] * config.num_envs
+    if snapshots is not None and len(snapshots) != config.num_envs:
+        raise ConfigError(f"num_envs: {config.num_envs} envs but {len(snapshots)} saved env snapshots")
+    fns = [build] * config.num_envs if snapshots is None else [dataclasses.replace(build, snapshot=s) for s in snapshots]
     vector_cls = gym.vector.SyncVectorEnv if config.vector == "sync" else gym.vector.AsyncVectorEnv
     vec = vector_cls(fns, autoreset_mode=AutoresetMode.DISABLED)
     return RewardVecEnv(vec, own + list(config.info_rewards), config.bonus, config.bonus_global_coef)

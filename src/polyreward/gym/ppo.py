@@ -263,8 +263,8 @@ class PPO:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
-        """Write ``run_dir/checkpoints/step-N`` atomically (weights, optimizer, RNG states, global
-        counts, step); a ``COMPLETE`` marker is written last."""
+        """Write ``run_dir/checkpoints/step-N`` atomically (weights, optimizer, RNG states, the
+        sub-envs mid-episode, bonus counts, step); a ``COMPLETE`` marker is written last."""
         final = checkpoint_dir(self.run_dir, self.global_step)
         staging = final.with_name(final.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
@@ -277,7 +277,9 @@ class PPO:
                 "torch": torch.get_rng_state(),
                 "numpy": np.random.get_state(),
                 "python": random.getstate(),
-                "global_counts": dict(self.env.global_count.counts),
+                "envs": self.env.snapshot(),
+                "env_state": self.env.state_dict(),
+                "obs": self._obs,
             },
             staging / "state.pt",
         )
@@ -292,26 +294,33 @@ class PPO:
     def load(cls, path: str | Path, env: RewardVecEnv | None = None, **overrides) -> PPO:
         """A PPO from a checkpoint directory or a run directory (its latest checkpoint).
 
-        Restores weights, optimizer, RNG states, global bonus counts and the step counters; the
-        environments start fresh episodes (sub-env states are not saved, so a resumed run is not
-        step-for-step identical to an uninterrupted one). ``overrides``: config fields to change,
-        e.g. ``output_dir`` or ``num_envs``.
+        Restores weights, optimizer, RNG states, bonus counts, the step counters and the sub-envs
+        in the middle of their episodes, so that ``learn`` continues exactly as an uninterrupted run
+        would (bit-identical on CPU). Passing ``env``, or overriding ``num_envs``, starts fresh
+        episodes instead. ``overrides``: config fields to change, e.g. ``output_dir``.
         """
         path = Path(path)
         checkpoint = path if (path / MARKER).is_file() else latest_checkpoint(path)
         saved = load_state(checkpoint)
         config = from_mapping(GymConfig, {**saved["config"], **overrides}, str(checkpoint / "state.json"))
-        ppo = cls(env if env is not None else config.env_id, config)
+        tensors = torch.load(checkpoint / "state.pt", weights_only=False)
+        exact = env is None and len(tensors["envs"]) == config.num_envs
+        if env is None:
+            env = make_vec_env(config, tensors["envs"] if exact else None)
+        ppo = cls(env, config)
         if ppo.names != saved["names"]:
             raise CheckpointError(f"{checkpoint}: components {saved['names']} differ from the environment's {ppo.names}")
-        tensors = torch.load(checkpoint / "state.pt", weights_only=False)
         ppo.model.load_state_dict(tensors["model"])
         ppo.optimizer.load_state_dict(tensors["optimizer"])
         ppo.generator.set_state(tensors["generator"])
         torch.set_rng_state(tensors["torch"])
         np.random.set_state(tensors["numpy"])
         random.setstate(tensors["python"])
-        ppo.env.global_count.counts.update(tensors["global_counts"])
+        if exact:
+            ppo.env.load_state_dict(tensors["env_state"])
+            ppo._obs = tensors["obs"]
+        else:
+            ppo.env.global_count.counts.update(tensors["env_state"]["global_counts"])
         ppo.global_step, ppo.update = saved["step"], saved["update"]
         RunLog(ppo.run_dir, tensorboard=False).truncate_after(ppo.global_step)
         return ppo
