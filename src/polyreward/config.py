@@ -71,6 +71,28 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
     return from_mapping(cls, values, source + (" + --set" if overrides else ""))
 
 
+TRAINERS = ("lm", "gym")
+
+
+def trainer_kind(path: str | Path | None = None, overrides: list[str] | None = None) -> str:
+    """The ``trainer`` key of a config file (or a ``--set trainer=...`` override): ``"lm"`` by default."""
+    kind: Any = "lm"
+    if path is not None and Path(path).is_file():
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError:
+            loaded = None  # load_config reports the YAML error with its position
+        if isinstance(loaded, dict):
+            kind = loaded.get("trainer", kind)
+    for item in overrides or []:
+        key, _, raw = item.partition("=")
+        if key.strip() == "trainer":
+            kind = yaml.safe_load(raw)
+    if kind not in TRAINERS:
+        raise ConfigError(f"{path or 'config'}: trainer={kind!r} is not one of {list(TRAINERS)}")
+    return kind
+
+
 def to_mapping(config: Any) -> dict[str, Any]:
     """A plain dict of the config (for saving next to a run)."""
     return dataclasses.asdict(config)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 from polyreward.config import ConfigError, option
 from polyreward.lm.loss import Reduction
@@ -12,6 +12,7 @@ from polyreward.lm.model import DEFAULT_MODEL, Dtype
 
 @dataclasses.dataclass
 class TrainConfig:
+    trainer: Literal["lm"] = option("lm", "which trainer reads the config: 'lm' (language models, this one) or 'gym'")
     # model
     model: str = option(DEFAULT_MODEL, "local HF causal-LM directory, or the built-in 'smollm2-135m'")
     dtype: Dtype = option("float32", "parameter dtype: float32 or bfloat16")

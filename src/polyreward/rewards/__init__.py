@@ -33,7 +33,7 @@ from polyreward.rewards.format import (
     tag_format_ok,
 )
 from polyreward.rewards.geometry import box_iou, box_iou_reward, temporal_iou, temporal_iou_reward, temporal_r1_reward
-from polyreward.rewards.judges import judge_reward, reward_model_reward
+from polyreward.rewards.judges import judge_reward
 from polyreward.rewards.length import (
     hbpo_length_reward,
     overlong_penalty,
@@ -48,7 +48,9 @@ from polyreward.rewards.progress import (
     progress_from_hops,
     spa_step_rewards,
 )
+from polyreward.rewards.ray_backend import LazyReward, RayRewardPool, RewardActorDied
 from polyreward.rewards.reasoning_gym import reasoning_gym_reward, reasoning_gym_task
+from polyreward.rewards.reward_models import reward_model_reward
 from polyreward.rewards.reward_set import RewardSet, ScoredRewards
 from polyreward.rewards.schedules import Constant, Linear, Piecewise, Step, toolrl_dynamic
 from polyreward.rewards.selection import balance_score, select_by_reward_variance
@@ -77,8 +79,11 @@ from polyreward.rewards.tools import (
 __all__ = [
     "Constant",
     "GeneratedRewardError",
+    "LazyReward",
     "Linear",
     "Piecewise",
+    "RayRewardPool",
+    "RewardActorDied",
     "RewardCheck",
     "RewardComponent",
     "RewardError",

@@ -1,4 +1,4 @@
-"""Model-based rewards: a local causal LM as a judge, or a local sequence-classification reward model.
+"""Model-based rewards: a local causal LM as a judge (and, re-exported, sequence-classification reward models).
 
 Every factory returns a TRL-style batched reward function ``fn(prompts, completions, **columns) ->
 list[float | None]`` whose ``__name__`` is the reward's name (default: model directory name + mode) and
@@ -16,31 +16,60 @@ answer position, ``p_l = softmax(logits[label ids])`` normalized over the valid 
 - ``rethink=True`` (BR-RM, "Think Twice", arXiv 2510.23596) adds a first greedy pass that writes a short
   analysis (critical dimensions + hypotheses); the second pass reads the verdict conditioned on it.
 
-Reward models (:func:`reward_model_reward`): the logit of a label, ``sigmoid(logit)`` or the softmax
-probability of a label, then ``(value - shift) / scale``.
+Reward models (:func:`reward_model_reward`) live in :mod:`polyreward.rewards.reward_models` and the shared
+loading / batching plumbing in :mod:`polyreward.rewards._model_io`; both are re-exported here so existing
+imports keep working.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
-import math
 import os
-import threading
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from polyreward.rewards.text import _content_text, completion_text
+from polyreward.rewards._model_io import (
+    JudgeError,
+    ModelKind,
+    RewardFn,
+    _check_lengths,
+    _encode,
+    _ensure_pad,
+    _finite,
+    _inference,
+    _prompt_text,
+    _resolve_model,
+    _run_batched,
+    clear_judge_cache,
+    load_judge_model,
+)
+from polyreward.rewards.reward_models import RewardOutput, reward_model_reward
+from polyreward.rewards.text import completion_text
+
+__all__ = [
+    "ANALYSIS_TEMPLATES",
+    "ANSWER_PREFIXES",
+    "RECHECK_TEMPLATES",
+    "TEMPLATES",
+    "JudgeError",
+    "JudgeMode",
+    "ModelKind",
+    "RewardFn",
+    "RewardOutput",
+    "clear_judge_cache",
+    "expected_score",
+    "judge_reward",
+    "label_probabilities",
+    "load_judge_model",
+    "pairwise_win_probability",
+    "reward_model_reward",
+]
 
 JudgeMode = Literal["score", "verdict", "pairwise"]
-ModelKind = Literal["causal", "classifier"]
-RewardOutput = Literal["logit", "sigmoid", "prob"]
-RewardFn = Callable[..., list[float | None]]
 
 _CONTEXT = "[Conversation]\n{prompt}\n[End of conversation]\n\n"
 _ONE = "[Response]\n{response}\n[End of response]\n\n"
@@ -82,15 +111,6 @@ ANSWER_PREFIXES: dict[str, str] = {"score": "Score:", "verdict": "Answer:", "pai
 _DEFAULT_LABELS = {"verdict": ("Yes", "No"), "pairwise": ("A", "B")}
 
 
-class JudgeError(RuntimeError):
-    """A judge or reward model failed on ``sample`` (its index in the batch; None: the whole batch)."""
-
-    def __init__(self, reward: str, sample: int | None, cause: str):
-        self.reward, self.sample, self.cause = reward, sample, cause
-        where = "the whole batch" if sample is None else f"sample {sample}"
-        super().__init__(f"reward {reward!r} failed on {where}: {cause}")
-
-
 # ---------------------------------------------------------------- pure math
 
 
@@ -122,91 +142,7 @@ def pairwise_win_probability(p_first: Tensor, p_second: Tensor, centered: bool =
     return (p_first + p_second) / 2 - (0.5 if centered else 0.0)
 
 
-# ---------------------------------------------------------------- loading and sharing
-
-_CACHE: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def load_judge_model(
-    path: str | os.PathLike, kind: ModelKind = "causal", device: str | torch.device | None = None, dtype=None
-) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` from a local directory, loaded once per (path, kind, device, dtype) and shared.
-
-    ``kind="causal"`` uses ``AutoModelForCausalLM``, ``"classifier"`` ``AutoModelForSequenceClassification``.
-    ``device`` defaults to CUDA when available, else CPU. Nothing is downloaded: the path must exist.
-    """
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    resolved = Path(path).expanduser().resolve()
-    if not resolved.is_dir():
-        raise FileNotFoundError(f"judge model directory {str(path)!r} does not exist (models are never downloaded)")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    key = (str(resolved), kind, str(device), str(dtype))
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
-            extra = {} if dtype is None else {"dtype": dtype}
-            model = auto.from_pretrained(resolved, local_files_only=True, **extra).to(device).eval()
-            _CACHE[key] = (model, AutoTokenizer.from_pretrained(resolved, local_files_only=True))
-        return _CACHE[key]
-
-
-def clear_judge_cache() -> None:
-    """Forget every shared model (they are freed once no reward function holds them)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
-
-
-def _resolve_model(model, tokenizer, kind: ModelKind, device, dtype) -> tuple[Any, Any, str]:
-    """(model, tokenizer, label for default names) from a path or an already-loaded model."""
-    if isinstance(model, str | os.PathLike):
-        loaded, loaded_tok = load_judge_model(model, kind, device, dtype)
-        return loaded, tokenizer or loaded_tok, Path(model).expanduser().resolve().name
-    source = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
-    if tokenizer is None:
-        if not source or not Path(source).is_dir():
-            raise ValueError("an already-loaded model needs its tokenizer: pass tokenizer=")
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    return model, tokenizer, Path(source).name or type(model).__name__
-
-
-def _ensure_pad(tokenizer) -> None:
-    """Batching needs a pad token; fall back to EOS (the usual choice for decoder-only models)."""
-    if tokenizer.pad_token_id is None:
-        if tokenizer.eos_token is None:
-            raise ValueError("the tokenizer has neither a pad nor an EOS token: set tokenizer.pad_token")
-        tokenizer.pad_token = tokenizer.eos_token
-
-
-@contextlib.contextmanager
-def _inference(model):
-    """No gradients, dropout off; restores the model's train/eval mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
 # ---------------------------------------------------------------- text rendering
-
-
-def _prompt_text(prompt: Any) -> str:
-    """A prompt string as is; a chat prompt as a ``Role: content`` transcript (roles capitalized)."""
-    if isinstance(prompt, str):
-        return prompt
-    if isinstance(prompt, Sequence):
-        return "\n\n".join(
-            f"{str(m.get('role', 'user')).capitalize()}: {_content_text(m.get('content', ''))}"
-            for m in prompt
-            if isinstance(m, Mapping)
-        )
-    raise TypeError(f"expected a prompt string or a list of chat messages, got {type(prompt).__name__}")
 
 
 def _render(tokenizer, chat: bool, turns: Sequence[str], prefix: str) -> str:
@@ -246,11 +182,6 @@ def _forward_params(model) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
 
 
-def _encode(tokenizer, texts: list[str], add_special: bool, side: str, device) -> tuple[Tensor, Tensor]:
-    enc = tokenizer(texts, padding=True, return_tensors="pt", padding_side=side, add_special_tokens=add_special)
-    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
-
-
 def _next_token_logits(model, tokenizer, texts: list[str], add_special: bool) -> Tensor:
     """``[B, V]`` logits after the last token of each text (left padding, positions counted from each start)."""
     ids, mask = _encode(tokenizer, texts, add_special, "left", model.device)
@@ -274,41 +205,6 @@ def _generate(model, tokenizer, texts: list[str], add_special: bool, max_new_tok
     )
     out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
     return [t.strip() for t in tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)]
-
-
-def _run_batched(name: str, owners: list[int], items: list, batch_size: int, call: Callable[[list], list]) -> list:
-    """``call`` on chunks of ``items``; on failure, finds the failing item and names its sample (``owners``)."""
-    results: list = []
-    for start in range(0, len(items), batch_size):
-        chunk, who = items[start : start + batch_size], owners[start : start + batch_size]
-        try:
-            results.extend(call(chunk))
-        except Exception as err:
-            for owner, item in zip(who, chunk, strict=True):
-                try:
-                    call([item])
-                except Exception as single:
-                    raise JudgeError(name, owner, f"the model call failed: {single!r}") from single
-            raise JudgeError(name, None, f"the model call failed on samples {who[0]}..{who[-1]}: {err!r}") from err
-    return results
-
-
-def _finite(name: str, values: dict[int, float]) -> None:
-    for i, v in values.items():
-        if not math.isfinite(v):
-            raise JudgeError(name, i, f"the model gave a non-finite reward ({v})")
-
-
-def _check_lengths(name: str, prompts, completions, columns: Mapping[str, Any], column: str | None):
-    if len(prompts) != len(completions):
-        raise JudgeError(name, None, f"{len(prompts)} prompts for {len(completions)} completions")
-    if column is None:
-        return None
-    if column not in columns:
-        raise JudgeError(name, None, f"needs a {column!r} column (one per completion); got {sorted(columns)}")
-    if len(columns[column]) != len(completions):
-        raise JudgeError(name, None, f"{len(columns[column])} {column!r} values for {len(completions)} completions")
-    return columns[column]
 
 
 # ---------------------------------------------------------------- generative judge
@@ -503,129 +399,3 @@ def _combine(spec: _JudgeSpec, n: int, owners, orders, probs: list[Tensor]) -> l
         values = dict(zip(first, win.tolist(), strict=True))
     _finite(spec.name, values)
     return [values.get(i) for i in range(n)]
-
-
-# ---------------------------------------------------------------- sequence-classification reward model
-
-
-@dataclasses.dataclass(frozen=True)
-class _RMSpec:
-    name: str
-    model: Any
-    tokenizer: Any
-    chat: bool
-    template: str
-    label: int
-    output: RewardOutput
-    shift: float
-    scale: float
-    batch_size: int
-
-
-def reward_model_reward(
-    model: str | os.PathLike | Any,
-    tokenizer: Any = None,
-    *,
-    label: int | str | None = None,
-    output: RewardOutput = "logit",
-    shift: float = 0.0,
-    scale: float = 1.0,
-    name: str | None = None,
-    template: str = "{prompt}\n\n{response}",
-    use_chat_template: bool | None = None,
-    batch_size: int = 8,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | str | None = None,
-) -> RewardFn:
-    """A reward function from a local sequence-classification reward model; see ``docs/rewards/judges.md``.
-
-    model: a local directory (``AutoModelForSequenceClassification``, shared via :func:`load_judge_model`) or
-        an already-loaded model (pass ``tokenizer``).
-    label: which output: an index or a name from ``config.label2id``; default 0 when ``num_labels == 1``,
-        required otherwise.
-    output: ``"logit"`` (raw), ``"sigmoid"`` (``sigmoid(logit)``, for single-logit Bradley-Terry RMs) or
-        ``"prob"`` (softmax over the labels; needs ``num_labels >= 2``).
-    shift, scale: optional normalization ``reward = (value - shift) / scale`` (e.g. the RM's mean and std on
-        reference data); scale > 0.
-    template / use_chat_template: the input is the chat template over the prompt messages plus the
-        completion as assistant turn(s) when the tokenizer has one (default), else ``template``
-        (fields ``{prompt}``, ``{response}``).
-    name: default ``"<model dir>_rm"`` (plus ``"_<label>"`` when the model has several labels).
-    """
-    if output not in ("logit", "sigmoid", "prob"):
-        raise ValueError(f"output must be 'logit', 'sigmoid' or 'prob', got {output!r}")
-    if not scale > 0:
-        raise ValueError(f"scale must be > 0, got {scale}")
-    model, tokenizer, model_label = _resolve_model(model, tokenizer, "classifier", device, dtype)
-    _ensure_pad(tokenizer)
-    if getattr(model.config, "pad_token_id", None) is None:
-        model.config.pad_token_id = tokenizer.pad_token_id  # the classifier pools the last non-pad token
-    index, label_name = _rm_label(model.config, label, output)
-    chat = bool(getattr(tokenizer, "chat_template", None)) if use_chat_template is None else use_chat_template
-    suffix = f"_{label_name}" if model.config.num_labels > 1 else ""
-    spec = _RMSpec(
-        name or f"{model_label}_rm{suffix}", model, tokenizer, chat, template, index, output, shift, scale, batch_size
-    )
-
-    def reward(prompts, completions, **columns) -> list[float | None]:
-        return _rm_batch(spec, prompts, completions, columns)
-
-    reward.__name__ = reward.__qualname__ = spec.name
-    reward.model, reward.tokenizer = model, tokenizer  # type: ignore[attr-defined]
-    return reward
-
-
-def _rm_label(config, label: int | str | None, output: RewardOutput) -> tuple[int, str]:
-    n = config.num_labels
-    if output == "prob" and n < 2:
-        raise ValueError("output='prob' needs a model with num_labels >= 2 (use 'sigmoid' for a single logit)")
-    if label is None:
-        if n != 1:
-            raise ValueError(f"the model has {n} labels ({config.id2label}): pass label= (an index or a name)")
-        label = 0
-    if isinstance(label, str):
-        if label not in config.label2id:
-            raise ValueError(f"label {label!r} is not one of the model's labels {sorted(config.label2id)}")
-        label = int(config.label2id[label])
-    if not 0 <= label < n:
-        raise ValueError(f"label index {label} is out of range for a model with {n} labels")
-    return label, str(config.id2label.get(label, label))
-
-
-def _rm_text(spec: _RMSpec, prompt, completion) -> str:
-    if not spec.chat:
-        return spec.template.format(prompt=_prompt_text(prompt), response=completion_text(completion))
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-    if isinstance(completion, str):
-        messages.append({"role": "assistant", "content": completion})
-    else:
-        messages.extend(dict(m) for m in completion)
-    return spec.tokenizer.apply_chat_template(messages, tokenize=False)
-
-
-def _rm_values(spec: _RMSpec, texts: list[str]) -> list[float]:
-    """Right padding (pad id = the model's): the classifier pools each row's last non-pad token."""
-    ids, mask = _encode(spec.tokenizer, texts, not spec.chat, "right", spec.model.device)
-    ids = ids.masked_fill(mask == 0, spec.model.config.pad_token_id)
-    logits = spec.model(input_ids=ids, attention_mask=mask).logits.float()
-    if spec.output == "prob":
-        value = logits.softmax(-1)[:, spec.label]
-    else:
-        value = logits[:, spec.label]
-        value = value.sigmoid() if spec.output == "sigmoid" else value
-    return ((value - spec.shift) / spec.scale).tolist()
-
-
-def _rm_batch(spec: _RMSpec, prompts, completions, columns) -> list[float | None]:
-    _check_lengths(spec.name, prompts, completions, columns, None)
-    texts = []
-    for i, completion in enumerate(completions):
-        try:
-            texts.append(_rm_text(spec, prompts[i], completion))
-        except Exception as err:
-            raise JudgeError(spec.name, i, f"could not build the reward-model input: {err!r}") from err
-    owners = list(range(len(texts)))
-    with _inference(spec.model):
-        values = _run_batched(spec.name, owners, texts, spec.batch_size, lambda chunk: _rm_values(spec, chunk))
-    _finite(spec.name, dict(enumerate(values)))
-    return values
