@@ -20,7 +20,7 @@ from polyreward.rewards.schedules import Schedule, weight_at
 
 RewardFn = Callable[..., Any]
 OnError = Literal["raise", "abstain", "fallback"]
-Executor = Literal["inline", "process"]
+Executor = Literal["inline", "process", "ray"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,9 @@ class RewardComponent:
     executor: ``"inline"`` runs in this process (a timed-out sync call keeps running in a
         background thread; its result is dropped); ``"process"`` splits the batch over the reward
         set's process pool, for CPU-bound rewards, and kills workers that time out. The function
-        must then be importable at module level (picklable).
+        must then be importable at module level (picklable). ``"ray"`` splits it over the reward
+        set's Ray actors (``RewardSet(..., ray_actors=N)``), long-lived, for expensive rewards;
+        the function is shipped with cloudpickle (see ``docs/integrations/ray.md``).
     """
 
     fn: RewardFn
@@ -85,11 +87,11 @@ class RewardComponent:
             raise ValueError(f"reward {name!r}: fallback must be finite, got {self.fallback}")
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ValueError(f"reward {name!r}: timeout_s must be > 0, got {self.timeout_s}")
-        if self.executor not in ("inline", "process"):
-            raise ValueError(f"reward {name!r}: executor={self.executor!r} is not one of ['inline', 'process']")
+        if self.executor not in ("inline", "process", "ray"):
+            raise ValueError(f"reward {name!r}: executor={self.executor!r} is not one of ['inline', 'process', 'ray']")
+        if self.executor != "inline" and self.is_async:
+            raise ValueError(f"reward {name!r}: async functions run concurrently inline; use executor='inline'")
         if self.executor == "process":
-            if self.is_async:
-                raise ValueError(f"reward {name!r}: async functions run concurrently inline; use executor='inline'")
             try:
                 pickle.dumps(self.fn)
             except Exception as err:  # pickling can fail with many exception types

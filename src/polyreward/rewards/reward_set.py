@@ -1,7 +1,8 @@
 """RewardSet: run K reward components over a batch of completions and return a RewardBatch.
 
 Async components run concurrently in one event loop; components with ``executor="process"`` are
-split over a process pool (one chunk of samples per worker) while the others run; inline ones
+split over a process pool (4 chunks of samples per worker) and those with ``executor="ray"`` over
+a pool of Ray actors (:mod:`polyreward.rewards.ray_backend`) while the others run; inline ones
 run in this process. Each component's output is checked and its failure policy applied (see
 :mod:`polyreward.rewards.component`).
 """
@@ -11,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import math
 import multiprocessing
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from polyreward.batch import RewardBatch
 from polyreward.rewards.component import RewardComponent, RewardFailure, RewardFn, parse_output
+
+if TYPE_CHECKING:
+    from polyreward.rewards.ray_backend import RayRewardPool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +59,18 @@ class RewardSet:
     functions become components with their ``__name__`` and default settings.
     ``workers``: size of the process pool for ``executor="process"`` components (started lazily,
     reused across calls; close it with :meth:`close` or a ``with`` block).
+    ``ray_actors``: the number of Ray actors for ``executor="ray"`` components, or a
+    :class:`~polyreward.rewards.ray_backend.RayRewardPool` (actor resources, ``ray.init`` options;
+    it may serve several sets, and the caller closes it).
     """
 
-    def __init__(self, components: Sequence[RewardComponent | RewardFn], *, workers: int = 2):
+    def __init__(
+        self,
+        components: Sequence[RewardComponent | RewardFn],
+        *,
+        workers: int = 2,
+        ray_actors: int | RayRewardPool = 2,
+    ):
         self.components = [c if isinstance(c, RewardComponent) else RewardComponent(c) for c in components]
         if not self.components:
             raise ValueError("RewardSet: needs at least one reward component")
@@ -71,6 +85,15 @@ class RewardSet:
             raise ValueError(f"RewardSet: workers must be >= 1, got {workers}")
         self.workers = workers
         self._pool: Any = None
+        self._ray: RayRewardPool | None = None
+        self._owns_ray = False
+        ray_components = [c for c in self.components if c.executor == "ray"]
+        if ray_components:
+            from polyreward.rewards.ray_backend import RayRewardPool
+
+            self._owns_ray = not isinstance(ray_actors, RayRewardPool)
+            self._ray = RayRewardPool(ray_actors) if self._owns_ray else ray_actors
+            self._ray.attach(ray_components)
 
     @property
     def names(self) -> list[str]:
@@ -100,16 +123,20 @@ class RewardSet:
         _check_columns(prompts, completions, columns)
         call = _Call(list(prompts), list(completions), columns)
         process = [c for c in self.components if c.executor == "process"]
+        remote = [c for c in self.components if c.executor == "ray"]
         asynchronous = [c for c in self.components if c.is_async]
-        inline = [c for c in self.components if c not in process and c not in asynchronous]
+        inline = [c for c in self.components if c.executor == "inline" and not c.is_async]
         pending = {c.name: self._submit(c, call) for c in process}
+        on_ray = self._ray.submit(remote, call) if self._ray is not None and remote else {}
         outcomes = dict(zip([c.name for c in asynchronous], _run_async(asynchronous, call), strict=True))
         outcomes.update({c.name: _run_inline(c, call) for c in inline})
         outcomes.update({c.name: self._collect(c, pending[c.name]) for c in process})
+        outcomes.update({name: future.result() for name, future in on_ray.items()})
 
         columns_out, failures, metrics = [], [], {}
         for component in self.components:
-            values, failed = _resolve(component, outcomes[component.name], call)
+            retry = functools.partial(self._ray.retry, component, call) if component.executor == "ray" else None
+            values, failed = _resolve(component, outcomes[component.name], call, retry)
             columns_out.append(values)
             failures += failed
             metrics.update(_reward_metrics(component, values, failed, outcomes[component.name].seconds, step))
@@ -131,23 +158,17 @@ class RewardSet:
     def _collect(self, component: RewardComponent, submitted: tuple[float, list[tuple[list[int], Any]]]) -> _Outcome:
         """Gather the chunks; a timeout kills the pool (workers stuck in the function die with it)."""
         start, jobs = submitted
-        values: list[Any] = [None] * sum(len(idx) for idx, _ in jobs)
+        chunks = []
         for idx, job in jobs:
             remaining = None if component.timeout_s is None else component.timeout_s - (time.perf_counter() - start)
             try:
-                chunk = job.get(timeout=None if remaining is None else max(remaining, 0.0))
+                chunks.append((idx, job.get(timeout=None if remaining is None else max(remaining, 0.0))))
             except multiprocessing.TimeoutError:
                 self._kill_pool()
                 return _Outcome(timed_out=True, seconds=time.perf_counter() - start)
             except Exception as err:  # the reward function's own exception, re-raised by the pool
                 return _Outcome(error=err, seconds=time.perf_counter() - start)
-            if not isinstance(chunk, list) or len(chunk) != len(idx):
-                shape = f"{len(chunk)} values" if isinstance(chunk, list) else type(chunk).__name__
-                cause = ValueError(f"returned {shape} for a chunk of {len(idx)} completions")
-                return _Outcome(error=cause, seconds=time.perf_counter() - start)
-            for i, value in zip(idx, chunk, strict=True):
-                values[i] = value
-        return _Outcome(values=values, seconds=time.perf_counter() - start)
+        return _merge_chunks(chunks, start)
 
     def _kill_pool(self) -> None:
         if self._pool is not None:
@@ -156,11 +177,13 @@ class RewardSet:
             self._pool = None
 
     def close(self) -> None:
-        """Stop the process pool (if one was started)."""
+        """Stop the process pool and the Ray actors that this set started (if any)."""
         if self._pool is not None:
             self._pool.close()
             self._pool.join()
             self._pool = None
+        if self._ray is not None and self._owns_ray:  # a pool given by the caller may serve other sets
+            self._ray.close()
 
     def __enter__(self) -> RewardSet:
         return self
@@ -213,6 +236,22 @@ def _call_chunk(fn: RewardFn, prompts: list[Any], completions: list[Any], column
     """Runs in a pool worker: the reward on one chunk, as a plain list if it is array-like."""
     values = fn(prompts, completions, **columns)
     return values.tolist() if hasattr(values, "tolist") else list(values) if isinstance(values, tuple) else values
+
+
+def _merge_chunks(chunks: Sequence[tuple[list[int], Any]], start: float) -> _Outcome:
+    """Put chunk outputs back in sample order; a chunk that is not a list of its length is an error.
+
+    (Its values are checked later, with the whole batch, by :meth:`RewardComponent.resolve`.)
+    """
+    values: list[Any] = [None] * sum(len(idx) for idx, _ in chunks)
+    for idx, chunk in chunks:
+        if not isinstance(chunk, list) or len(chunk) != len(idx):
+            shape = f"{len(chunk)} values" if isinstance(chunk, list) else type(chunk).__name__
+            cause = ValueError(f"returned {shape} for a chunk of {len(idx)} completions")
+            return _Outcome(error=cause, seconds=time.perf_counter() - start)
+        for i, value in zip(idx, chunk, strict=True):
+            values[i] = value
+    return _Outcome(values=values, seconds=time.perf_counter() - start)
 
 
 def _call_sync(fn: RewardFn, call: _Call, idx: Sequence[int] | None = None) -> Any:
@@ -280,29 +319,52 @@ def _run_async(components: list[RewardComponent], call: _Call) -> list[_Outcome]
     return _run_coroutine(everything())
 
 
-def _resolve(component: RewardComponent, outcome: _Outcome, call: _Call) -> tuple[list[float], list[RewardFailure]]:
+Retry = Callable[[Sequence[int]], list[_Outcome]]
+
+
+def _resolve(
+    component: RewardComponent, outcome: _Outcome, call: _Call, retry: Retry | None = None
+) -> tuple[list[float], list[RewardFailure]]:
     """Turn an outcome into values under the component's policy.
 
-    A batch call that raised is retried sample by sample, so the error names the failing sample
-    and the other samples keep their rewards. A timeout fails the whole batch (no retry).
+    A batch call that raised is retried sample by sample (``retry(indices)``, default: in this
+    process), so the error names the failing sample and the other samples keep their rewards. A
+    timeout fails the whole batch (no retry).
     """
     n = len(call.completions)
     if outcome.timed_out:
-        failure = RewardFailure(component.name, None, f"timed out after {component.timeout_s:g} s")
+        failure = RewardFailure(component.name, None, _cause(component, outcome))
         return component.apply_policy([math.nan] * n, [failure])
     if outcome.error is None:
         return component.resolve(outcome.values, n)
+    singles = (retry or functools.partial(_retry_inline, component, call))(range(n))
     values, failures = [math.nan] * n, []
-    for i in range(n):
-        try:
-            value, failed = _parse_one(component, _call_sync(component.fn, call, [i]), i)
-        except Exception as err:
-            value, failed = math.nan, [RewardFailure(component.name, i, f"{type(err).__name__}: {err}")]
-        values[i] = value
+    for i, single in enumerate(singles):
+        if single.error is None and not single.timed_out:
+            values[i], failed = _parse_one(component, single.values, i)
+        else:
+            failed = [RewardFailure(component.name, i, _cause(component, single))]
         failures += failed
     if not failures:  # fails on the batch but on no single sample
-        failures = [RewardFailure(component.name, None, f"{type(outcome.error).__name__}: {outcome.error}")]
+        failures = [RewardFailure(component.name, None, _cause(component, outcome))]
     return component.apply_policy(values, failures)
+
+
+def _retry_inline(component: RewardComponent, call: _Call, indices: Sequence[int]) -> list[_Outcome]:
+    """Call the reward on each sample alone, in this process."""
+    singles = []
+    for i in indices:
+        try:
+            singles.append(_Outcome(values=_call_sync(component.fn, call, [i])))
+        except Exception as err:
+            singles.append(_Outcome(error=err))
+    return singles
+
+
+def _cause(component: RewardComponent, outcome: _Outcome) -> str:
+    if outcome.timed_out:
+        return f"timed out after {component.timeout_s:g} s"
+    return f"{type(outcome.error).__name__}: {outcome.error}"
 
 
 def _parse_one(component: RewardComponent, output: Any, index: int) -> tuple[float, list[RewardFailure]]:
