@@ -3,6 +3,6 @@
 # pytest exits non-zero when a test fails and when no tests are collected (exit code 5).
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
-"$root/scripts/env.sh" dev,lm,gym
+"$root/scripts/env.sh" dev,lm,gym,ray
 cd "$root"
 exec "$root/.venv/bin/python" -m pytest -q "$@"

@@ -128,7 +128,7 @@ def diagnose(
         reward_std=_nanstd(rewards),
         applicable=valid.to(rewards.dtype).mean(0),
         zero_variance_groups=zero_var / compared.sum(0).clamp_min(1),
-        advantage_share=_advantage_share(result, batch.num_rewards),
+        advantage_share=advantage_share(result, batch.num_rewards),
         correlation=reward_correlation(rewards),
         distinct_reward_vectors=collapse[0],
         distinct_advantages=collapse[1],
@@ -145,7 +145,7 @@ def _nanstd(x: Tensor) -> Tensor:
     return std[0]
 
 
-def _advantage_share(result: AdvantageResult, num_rewards: int) -> Tensor | None:
+def advantage_share(result: AdvantageResult, num_rewards: int) -> Tensor | None:
     """``[K]`` share of total ``|advantage|`` mass carried by each reward's additive part."""
     if result.per_component is None:
         return torch.ones(1) if num_rewards == 1 else None

@@ -30,6 +30,14 @@ LOSS_PANELS = [
     ("loss/grad_norm", "grad norm (before clipping)"),
     ("lr", "learning rate"),
 ]
+GYM_LOSS_PANELS = [
+    ("losses/policy", "policy loss"),
+    ("losses/entropy", "entropy (nats)"),
+    ("losses/approx_kl", "approx. KL to the rollout policy"),
+    ("losses/clipfrac", "clip fraction"),
+    ("charts/learning_rate", "learning rate"),
+    ("charts/sps", "environment steps per second"),
+]
 STEP_PARTS = [("time/sample_s", "sample"), ("time/reward_s", "reward"), ("time/optimize_s", "optimize")]
 
 
@@ -122,13 +130,38 @@ def plot_advantage_share(records: Records, names: list[str], path: Path) -> Path
     return _save(fig, path)
 
 
-def plot_losses(records: Records, path: Path) -> Path:
-    """Policy loss, KL, entropy, clip fraction, grad norm and learning rate, one panel each."""
+def plot_losses(records: Records, path: Path, panels: Sequence[tuple[str, str]] = LOSS_PANELS) -> Path:
+    """Six panels ``(metric key, title)``: by default the language-model trainer's policy loss, KL,
+    entropy, clip fraction, grad norm and learning rate (:data:`GYM_LOSS_PANELS` for PPO)."""
     fig = Figure(figsize=(12, 6), layout="constrained")
     x = steps(records)
-    for ax, (key, title) in zip(fig.subplots(2, 3).flat, LOSS_PANELS, strict=True):
+    for ax, (key, title) in zip(fig.subplots(2, 3).flat, panels, strict=True):
         _panel(ax, x, column(records, key), title)
     fig.supxlabel("step")
+    return _save(fig, path)
+
+
+def plot_episode_returns(records: Records, names: list[str], path: Path) -> Path | None:
+    """Gym runs: ``reward/<name>/episodic_return`` per component, the weighted return
+    ``charts/episodic_return`` and each critic's value loss ``losses/value_<critic>``."""
+    if not any(key == "charts/episodic_return" for record in records for key in record):
+        return None
+    fig = Figure(figsize=(14, 4), layout="constrained")
+    per_component, weighted, value = fig.subplots(1, 3)
+    x = steps(records)
+    for k, name in enumerate(names):
+        _smoothed_line(per_component, x, column(records, f"reward/{name}/episodic_return"), f"C{k % 10}", name)
+    _style(per_component, "episode return per component", "undiscounted return")
+    per_component.legend(fontsize=8)
+    _panel(weighted, x, column(records, "charts/episodic_return"), "weighted episode return (sum_k w_k R_k)")
+    critics = sorted({key for record in records for key in record if key.startswith("losses/value_")})
+    for k, key in enumerate(critics):
+        value.plot(x, column(records, key), color=f"C{k % 10}", lw=1.2, label=key.removeprefix("losses/value_"))
+    _style(value, "value loss per critic")
+    if critics:
+        value.set_yscale("log")
+        value.legend(fontsize=8)
+    fig.supxlabel("environment step")
     return _save(fig, path)
 
 

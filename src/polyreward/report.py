@@ -48,7 +48,13 @@ class Run:
     reward_names: list[str]
 
     @property
+    def is_gym(self) -> bool:
+        return self.config.get("trainer") == "gym"
+
+    @property
     def estimator(self) -> str:
+        if self.is_gym:
+            return f"ppo (critic {self.config.get('critic')}, {self.config.get('critic_norm')})"
         return str(self.config.get("estimator", "unknown estimator"))
 
 
@@ -308,7 +314,32 @@ REPORT_FIGURES: list[tuple[str, str, Plot, str]] = [
         "group normalization); dashed: the estimator's own count of flat groups.",
     ),
 ]
+GYM_FIGURES: list[tuple[str, str, Plot, str]] = [
+    (
+        "rewards.png",
+        "Reward means",
+        lambda run, p: plots.plot_reward_means(run.records, run.reward_names, p),
+        "Mean reward per environment step of each component over each rollout: faint points raw, solid line a "
+        "trailing rolling mean.",
+    ),
+    (
+        "returns.png",
+        "Episode returns",
+        lambda run, p: plots.plot_episode_returns(run.records, run.reward_names, p),
+        "Left: undiscounted return per component of the episodes that ended in each rollout. Middle: their "
+        "weighted return (the bonus excluded). Right: each critic's value loss (log scale).",
+    ),
+    REPORT_FIGURES[1],
+    (
+        "losses.png",
+        "Optimization",
+        lambda run, p: plots.plot_losses(run.records, p, plots.GYM_LOSS_PANELS),
+        "PPO policy loss, entropy, approximate KL between the rollout policy and the updated one, fraction of "
+        "clipped ratios, learning rate, environment steps per second.",
+    ),
+]
 MISSING_NOTES = {
+    "returns.png": "No episode ended during the run.",
     "advantage_share.png": "The estimator reports no per-reward advantage share (no diag/<name>/adv_share metrics).",
     "failures.png": "No reward failed: every abstained and fallback count is 0.",
     "collapse.png": "No collapse diagnostics were logged.",
@@ -324,16 +355,16 @@ def render_report(run_dir: str | Path) -> Path:
     run = load_run(run_dir)
     out = run.path / "report"
     out.mkdir(exist_ok=True)
-    for png, *_ in REPORT_FIGURES:
+    for png, *_ in REPORT_FIGURES + GYM_FIGURES:
         (out / png).unlink(missing_ok=True)
     figures = []
-    for png, title, plot, caption in REPORT_FIGURES:
+    for png, title, plot, caption in GYM_FIGURES if run.is_gym else REPORT_FIGURES:
         if plot(run, out / png) is not None:
             figures.append(_figure(png, title, caption))
         elif png in MISSING_NOTES:
             figures.append(f'<h3>{_esc(title)}</h3><p class="note">{_esc(MISSING_NOTES[png])}</p>')
     sections = [_header(run), _summary_section(run), '<h2 id="plots">Plots</h2>', *figures]
-    sections += [_samples_section(run), _config_section(run)]
+    sections += ([] if run.is_gym else [_samples_section(run)]) + [_config_section(run)]
     path = out / "index.html"
     path.write_text(_page(f"polyreward run: {run.path.resolve().name}", sections), encoding="utf-8")
     return path
@@ -343,11 +374,12 @@ def _header(run: Run) -> str:
     facts = [
         ("run directory", str(run.path.resolve())),
         ("estimator", run.estimator),
-        ("model", str(run.config.get("model", "unknown"))),
+        ("environment", str(run.config.get("env_id"))) if run.is_gym else ("model", str(run.config.get("model", "unknown"))),
         ("rewards", ", ".join(run.reward_names) or "none"),
     ]
     text = " · ".join(f"{_esc(key)}: <b>{_esc(value)}</b>" for key, value in facts)
-    links = " · ".join(f'<a href="#{a}">{a}</a>' for a in ("summary", "plots", "samples", "config"))
+    anchors = ("summary", "plots", "config") if run.is_gym else ("summary", "plots", "samples", "config")
+    links = " · ".join(f'<a href="#{a}">{a}</a>' for a in anchors)
     return f'<p class="note">{text}</p><p class="note">Sections: {links}</p>'
 
 

@@ -34,7 +34,7 @@ def test_truncation_bootstraps_from_the_true_final_observation(tmp_path):
     # GAE with gamma = lam = 1, reward 1 per step: at the truncated step A = 1 + V(s_3) - V(s_2)
     ppo.config.gamma = ppo.config.lam = 1.0
     ppo.config.critic_norm = "none"
-    adv, returns = ppo.advantages(rollout)
+    adv, returns, _ = ppo.advantages(rollout)
     v2, v3 = value(torch.tensor([[2.0]]))[0, 0].item(), value(torch.tensor([[3.0]]))[0, 0].item()
     assert adv[2, 0].item() == pytest.approx(1.0 + v3 - v2, abs=1e-5)
     assert returns[2, 0, 0].item() == pytest.approx(1.0 + v3, abs=1e-5)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from polyreward.gym import PPO, GymConfig, make_env
-from polyreward.gym.envs import ComponentWrapper, restore_env, snapshot_env
+from polyreward.gym.envs import ComponentWrapper
+from polyreward.gym.snapshot import restore_env, snapshot_env
 
 
 def _rollout(env, actions, seed_on_reset: int) -> list[tuple]:
@@ -49,6 +50,26 @@ def test_plain_pickle_loses_the_episode_of_an_ezpickle_env():
     moved = np.asarray(env.unwrapped.current_state).tolist()
     assert np.asarray(pickle.loads(pickle.dumps(env)).unwrapped.current_state).tolist() != moved
     assert np.asarray(restore_env(snapshot_env(env)).unwrapped.current_state).tolist() == moved
+
+
+def test_metaworld_snapshot_keeps_the_physics_state_and_stays_small():
+    from polyreward.gym import GymConfig, make_vec_env
+
+    config = GymConfig(env_id="Meta-World/MT1", env_kwargs={"env_name": "reach-v3"}, num_envs=1, minibatches=1)
+    env = make_vec_env(config)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        env.step(rng.uniform(-1, 1, (1, 4)).astype(np.float32))
+    original = env.vec_env.envs[0]
+    snapshot = original.snapshot()
+    assert len(snapshot) < 12_000_000  # was 42 MB: MjData as its integration state (not its arena), compressed
+    copy = restore_env(snapshot)
+    for _ in range(30):
+        action = rng.uniform(-1, 1, 4).astype(np.float32)
+        a, b = original.step(action), copy.step(action)
+        assert np.array_equal(a[0], b[0]) and a[1] == b[1] and a[2:4] == b[2:4]
+    env.close()
 
 
 def _records(run_dir) -> list[dict]:

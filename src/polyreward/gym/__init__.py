@@ -20,28 +20,60 @@ from polyreward.gym.envs import (
     make_vec_env,
     reward_names,
 )
-from polyreward.gym.evaluate import Evaluation, SweepResult, evaluate, hypervolume_2d, pareto_front, weight_sweep
-from polyreward.gym.networks import ActorCritic
+from polyreward.gym.evaluate import (
+    Evaluation,
+    SuccessEvaluation,
+    SweepResult,
+    evaluate,
+    evaluate_success,
+    hypervolume_2d,
+    pareto_front,
+    success_rate,
+    weight_sweep,
+)
+from polyreward.gym.exploration import (
+    EllipticalEpisodicBonus,
+    ExplorationBonus,
+    InverseDynamics,
+    RNDBonus,
+    RunningStd,
+    noveld,
+)
+from polyreward.gym.meta_world import make_metaworld, task_id_from_obs
+from polyreward.gym.networks import ActorCritic, MoEMLP, MoESpec
 from polyreward.gym.ppo import PPO, Rollout
 
 __all__ = [
     "PPO",
     "ActorCritic",
     "ComponentWrapper",
+    "EllipticalEpisodicBonus",
     "EnvError",
     "EpisodicCount",
     "Evaluation",
+    "ExplorationBonus",
     "GlobalCount",
     "GymConfig",
+    "InverseDynamics",
+    "MoEMLP",
+    "MoESpec",
+    "RNDBonus",
     "RewardVecEnv",
     "Rollout",
+    "RunningStd",
     "Step",
+    "SuccessEvaluation",
     "SweepResult",
     "evaluate",
+    "evaluate_success",
     "hypervolume_2d",
     "make_env",
+    "make_metaworld",
     "make_vec_env",
+    "noveld",
     "pareto_front",
     "reward_names",
+    "success_rate",
+    "task_id_from_obs",
     "weight_sweep",
 ]

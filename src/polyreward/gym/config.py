@@ -7,6 +7,7 @@ environment is built (:func:`polyreward.gym.envs.make_vec_env`) and name the con
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any, Literal
 
 from polyreward.config import ConfigError, option
@@ -15,11 +16,16 @@ Critic = Literal["multi", "single"]
 CriticNorm = Literal["per_critic", "scalarized", "none"]
 Bonus = Literal["none", "episodic", "global", "product", "sum"]
 BonusKey = Literal["obs", "agent_pos"]
+EpisodicBonus = Literal["count", "e3b"]
+GlobalBonus = Literal["count", "rnd", "noveld"]
+BonusNorm = Literal["std", "none"]
 Vector = Literal["sync", "async"]
+Trunk = Literal["mlp", "moe"]
 
 
 @dataclasses.dataclass
 class GymConfig:
+    trainer: Literal["gym"] = option("gym", "which trainer reads the config: 'gym' (this one) or 'lm' (language models)")
     # environment and reward components
     env_id: str = option("deep-sea-treasure-v0", "Gymnasium or MO-Gymnasium id (MiniGrid ids too)")
     env_kwargs: dict[str, Any] = option({}, "keyword arguments for gymnasium.make / mo_gymnasium.make")
@@ -32,10 +38,24 @@ class GymConfig:
     )
     bonus: Bonus = option(
         "none",
-        "exploration bonus component 'bonus': episodic first-visit, global 1/sqrt(N), or their product / sum",
+        "exploration bonus component 'bonus' (arXiv 2306.03236): the episodic part, the global part, "
+        "or their product / sum",
     )
+    episodic_bonus: EpisodicBonus = option("count", "episodic part: 'count' (first visit) or 'e3b' (elliptical)")
+    global_bonus: GlobalBonus = option("count", "global part: 'count' (1/sqrt(N)), 'rnd' or 'noveld'")
     bonus_key: BonusKey = option("obs", "state key the counts use: the observation, or env.unwrapped.agent_pos")
-    bonus_global_coef: float = option(1.0, "coefficient of the global count in bonus='sum'")
+    bonus_global_coef: float = option(1.0, "coefficient of the global part in bonus='sum'")
+    bonus_norm: BonusNorm = option("std", "'std': divide the bonus by its running std (E3B reward_norm='int'); 'none'")
+    bonus_clip: float = option(1.0, "clip the (normalized) bonus to [-c, c] (E3B clips to [-1, 1]); 0 = off")
+    reward_clip: float = option(
+        0.0, "clip each non-bonus component's training reward to [-c, c] (E3B: 1); 0 = off; returns stay unclipped"
+    )
+    bonus_lr: float = option(1e-4, "Adam learning rate of the bonus networks (E3B encoder + inverse dynamics, RND)")
+    bonus_epochs: int = option(1, "passes of `minibatches` Adam steps per rollout for the bonus networks")
+    bonus_feature_dim: int = option(64, "E3B feature dimension d and RND output dimension")
+    bonus_hidden_sizes: list[int] = option([128, 128], "hidden widths of the bonus networks (ReLU MLPs)")
+    e3b_ridge: float = option(0.1, "E3B ridge lambda: C = lambda I + sum phi phi^T")
+    noveld_alpha: float = option(0.1, "NovelD alpha in max(rnd(s') - alpha rnd(s), 0) (E3B scale_fac)")
     num_envs: int = option(4, "parallel environments")
     vector: Vector = option("sync", "gymnasium.vector.SyncVectorEnv or AsyncVectorEnv (one process per env)")
     # rollout and advantages
@@ -64,6 +84,11 @@ class GymConfig:
     # network
     hidden_sizes: list[int] = option([64, 64], "hidden layer widths of the actor and critic MLPs")
     shared_trunk: bool = option(False, "one trunk for actor and critics (SLIM's shared network) instead of two MLPs")
+    trunk: Trunk = option("mlp", "'mlp': tanh MLP trunks; 'moe': top-k Mixture-of-Experts trunks (ScaleZero-style)")
+    moe_experts: int = option(4, "trunk='moe': number of experts (MLPs with the layers hidden_sizes[:-1])")
+    moe_top_k: int = option(2, "trunk='moe': experts mixed per observation (softmax over the top-k router logits)")
+    moe_shared_expert: bool = option(True, "trunk='moe': add an always-on shared expert")
+    moe_balance_coef: float = option(0.01, "trunk='moe': weight of the Switch load-balancing loss (losses/moe_balance)")
     # run
     seed: int = option(0, "seed for networks, sampling and environment resets")
     threads: int = option(0, "torch CPU threads (0 = torch's default)")
@@ -73,6 +98,7 @@ class GymConfig:
     tensorboard: bool = option(True, "write TensorBoard events next to metrics.jsonl")
 
     def __post_init__(self) -> None:
+        self._check_bonus()
         for name in ("num_envs", "num_steps", "total_steps", "epochs", "minibatches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -92,11 +118,37 @@ class GymConfig:
             )
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise ConfigError(f"hidden_sizes: expected at least one positive width, got {self.hidden_sizes}")
+        if not 1 <= self.moe_top_k <= self.moe_experts:
+            raise ConfigError(f"moe_top_k: must be in [1, moe_experts={self.moe_experts}], got {self.moe_top_k}")
+        if self.moe_balance_coef < 0:
+            raise ConfigError(f"moe_balance_coef: must be >= 0, got {self.moe_balance_coef}")
         if len(set(self.reward_names)) != len(self.reward_names):
             raise ConfigError(f"reward_names: duplicate names in {self.reward_names}")
         for name, value in self.value_coefs.items():
             if not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"value_coefs[{name!r}]: expected a number >= 0, got {value!r}")
+
+    def _check_bonus(self) -> None:
+        """The exploration-bonus fields: Literal choices, ranges."""
+        for name, choices in (
+            ("bonus", Bonus),
+            ("episodic_bonus", EpisodicBonus),
+            ("global_bonus", GlobalBonus),
+            ("bonus_norm", BonusNorm),
+        ):
+            if getattr(self, name) not in typing.get_args(choices):
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {list(typing.get_args(choices))}")
+        for name in ("bonus_lr", "e3b_ridge"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("bonus_clip", "reward_clip", "noveld_alpha"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("bonus_epochs", "bonus_feature_dim"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if not self.bonus_hidden_sizes or any(h < 1 for h in self.bonus_hidden_sizes):
+            raise ConfigError(f"bonus_hidden_sizes: expected at least one positive width, got {self.bonus_hidden_sizes}")
 
     @property
     def batch_size(self) -> int:
@@ -119,3 +171,15 @@ def resolve_weights(weights: dict[str, float] | list[float], names: list[str], f
     if len(weights) != len(names):
         raise ConfigError(f"{field}: {len(weights)} weights for {len(names)} components {names}")
     return [float(w) for w in weights]
+
+
+def bonus_kinds(bonus: str, episodic_bonus: str = "count", global_bonus: str = "count") -> dict[str, str]:
+    """The parts of ``bonus`` in use and their kind: ``{"episodic": "count" | "e3b", "global":
+    "count" | "rnd" | "noveld"}`` (``bonus="none"``: empty; ``"episodic"`` / ``"global"``: one part;
+    ``"product"`` / ``"sum"``: both)."""
+    kinds = {}
+    if bonus in ("episodic", "product", "sum"):
+        kinds["episodic"] = episodic_bonus
+    if bonus in ("global", "product", "sum"):
+        kinds["global"] = global_bonus
+    return kinds

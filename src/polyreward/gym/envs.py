@@ -16,19 +16,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import io
-import pickle
 from collections import Counter
 from collections.abc import Hashable, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.utils import EzPickle
 from gymnasium.vector import AutoresetMode
 
 from polyreward.config import ConfigError
-from polyreward.gym.config import GymConfig
+from polyreward.gym.config import GymConfig, bonus_kinds
+from polyreward.gym.snapshot import restore_env, snapshot_env
 from polyreward.shaping import combine_bonuses
 
 REWARD_KEY, STATE_KEY = "polyreward/reward", "polyreward/state_key"
@@ -144,41 +142,6 @@ def state_key(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
 
 
-class _StatePickler(pickle.Pickler):
-    """Pickles :class:`~gymnasium.utils.EzPickle` objects (MO-Gymnasium, MuJoCo envs) by their
-    attributes instead of their constructor arguments, so the episode in progress survives."""
-
-    def reducer_override(self, obj):
-        if isinstance(obj, EzPickle):
-            return _blank_instance, (type(obj),), dict(obj.__dict__), None, None, _set_attributes
-        return NotImplemented
-
-
-def _blank_instance(cls: type) -> Any:
-    return cls.__new__(cls)
-
-
-def _set_attributes(obj: Any, attributes: dict[str, Any]) -> None:
-    obj.__dict__.update(attributes)
-
-
-def snapshot_env(env: gym.Env) -> bytes:
-    """The whole state of ``env`` and its wrappers (positions, step counters, RNG) as bytes.
-
-    Plain ``pickle`` rebuilds an ``EzPickle`` env from its constructor arguments, i.e. a fresh one;
-    this keeps its attributes. ``restore_env(snapshot_env(env))`` continues the same episode with
-    the same random stream.
-    """
-    buffer = io.BytesIO()
-    _StatePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(env)
-    return buffer.getvalue()
-
-
-def restore_env(snapshot: bytes) -> gym.Env:
-    """The env saved by :func:`snapshot_env`."""
-    return pickle.loads(snapshot)
-
-
 class ComponentWrapper(gym.Wrapper):
     """Puts the reward components of each step in ``info["polyreward/reward"]`` (``[K]`` float64).
 
@@ -275,11 +238,19 @@ class Step:
     episode_returns: np.ndarray
     episode_lengths: np.ndarray
     episode_envs: np.ndarray
+    bonus_parts: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    """The count parts of the bonus, ``{"episodic" | "global": [E]}``, for the trainer to combine
+    with learned parts (:class:`polyreward.gym.exploration.ExplorationBonus`)."""
 
 
 class RewardVecEnv:
     """A Gymnasium ``VectorEnv`` (autoreset disabled, sub-envs wrapped in :class:`ComponentWrapper`)
-    seen as steps of named reward components plus an optional count bonus ``"bonus"``."""
+    seen as steps of named reward components plus an optional exploration bonus ``"bonus"``.
+
+    The env computes the count parts of the bonus (``episodic_bonus`` / ``global_bonus`` = ``"count"``).
+    When every part in use is a count, the ``"bonus"`` column is their combination; otherwise it is 0
+    here and the trainer fills it in from ``Step.bonus_parts`` and its learned parts (E3B, RND, NovelD).
+    """
 
     def __init__(
         self,
@@ -287,6 +258,9 @@ class RewardVecEnv:
         names: Sequence[str],
         bonus: str = "none",
         bonus_global_coef: float = 1.0,
+        task_names: Sequence[str] | None = None,
+        episodic_bonus: str = "count",
+        global_bonus: str = "count",
     ):
         mode = vec_env.metadata.get("autoreset_mode")
         if mode != AutoresetMode.DISABLED:
@@ -296,9 +270,17 @@ class RewardVecEnv:
                 "final observation reaches the value bootstrap and no reset step enters the rollout"
             )
         self.vec_env, self.bonus, self.bonus_global_coef = vec_env, bonus, bonus_global_coef
+        self.episodic_bonus, self.global_bonus = episodic_bonus, global_bonus
+        kinds = bonus_kinds(bonus, episodic_bonus, global_bonus)
+        self.count_parts = tuple(part for part, kind in kinds.items() if kind == "count")
+        self._all_counts = len(self.count_parts) == len(kinds)
         self.env_names = list(names)
         self.names = self.env_names + (["bonus"] if bonus != "none" else [])
         self.num_envs = vec_env.num_envs
+        if task_names is not None and len(task_names) != self.num_envs:
+            raise EnvError(f"RewardVecEnv: {len(task_names)} task names {list(task_names)} for {self.num_envs} envs")
+        # the task each sub-env runs (multi-task benchmarks such as Meta-World MT10), else None
+        self.task_names = None if task_names is None else list(task_names)
         self.single_observation_space = vec_env.single_observation_space
         self.single_action_space = vec_env.single_action_space
         self.obs_dim = int(np.prod(self.single_observation_space.shape))
@@ -320,8 +302,9 @@ class RewardVecEnv:
             actions = np.clip(actions, *self._clip)
         obs, _, terminated, truncated, info = self.vec_env.step(actions)
         rewards = self._components(info)
+        parts = self._count_parts(info)
         if self.bonus != "none":
-            rewards = np.concatenate([rewards, self._bonus(info)[:, None]], axis=1)
+            rewards = np.concatenate([rewards, self._bonus(parts)[:, None]], axis=1)
         final_obs = self._flat(obs)
         done = terminated | truncated
         self._returns += rewards
@@ -344,6 +327,7 @@ class RewardVecEnv:
             episode_returns,
             episode_lengths,
             np.flatnonzero(done),
+            parts,
         )
 
     def close(self) -> None:
@@ -383,25 +367,39 @@ class RewardVecEnv:
             raise EnvError(f"RewardVecEnv: sub-envs return {rewards.shape[1]} reward components, names are {self.env_names}")
         return rewards
 
-    def _bonus(self, info: dict) -> np.ndarray:
+    def _count_parts(self, info: dict) -> dict[str, np.ndarray]:
+        """``{"episodic": first_visit[E], "global": 1/sqrt(N_g)[E]}`` for the count parts in use."""
+        parts: dict[str, np.ndarray] = {}
+        if not self.count_parts:
+            return parts
         keys = info[STATE_KEY].tolist()
-        first = self.episodic.step(keys, np.zeros(self.num_envs, dtype=bool))
-        if self.bonus == "episodic":
-            return first
-        inv_sqrt = self.global_count.step(keys)
-        if self.bonus == "global":
-            return inv_sqrt
+        if "episodic" in self.count_parts:
+            parts["episodic"] = self.episodic.step(keys, np.zeros(self.num_envs, dtype=bool))
+        if "global" in self.count_parts:
+            parts["global"] = self.global_count.step(keys)
+        return parts
+
+    def _bonus(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """The ``"bonus"`` column: the count parts combined, or 0 where a learned part is missing."""
+        if not self._all_counts:
+            return np.zeros(self.num_envs)
+        if len(parts) == 1:
+            return next(iter(parts.values()))
         import torch
 
-        combined = combine_bonuses(torch.from_numpy(inv_sqrt), torch.from_numpy(first), self.bonus, self.bonus_global_coef)
+        combined = combine_bonuses(
+            torch.from_numpy(parts["global"]), torch.from_numpy(parts["episodic"]), self.bonus, self.bonus_global_coef
+        )
         return combined.numpy()
 
     def _count_start(self, info: dict, started: np.ndarray) -> None:
         """Register the first state of each new episode (it is visited, but earns no bonus)."""
+        if not self.count_parts:
+            return
         for i in np.flatnonzero(started):
             key = int(info[STATE_KEY][i])
             self.episodic.visited[i] = {key}
-            if self.bonus != "episodic":
+            if "global" in self.count_parts:
                 self.global_count.counts[key] += 1
 
 
@@ -419,8 +417,11 @@ class EnvBuilder:
     def __call__(self) -> gym.Env:
         if self.snapshot is not None:
             return restore_env(self.snapshot)
-        env = make_env(self.env_id, self.env_kwargs)
-        return ComponentWrapper(env, self.env_id, self.info_keys, self.key_mode)
+        return ComponentWrapper(self.make(), self.env_id, self.info_keys, self.key_mode)
+
+    def make(self) -> gym.Env:
+        """The raw env, before :class:`ComponentWrapper` (subclasses build other kinds)."""
+        return make_env(self.env_id, self.env_kwargs)
 
 
 def make_vec_env(config: GymConfig, snapshots: Sequence[bytes] | None = None) -> RewardVecEnv:
@@ -429,22 +430,52 @@ def make_vec_env(config: GymConfig, snapshots: Sequence[bytes] | None = None) ->
     ``snapshots``: one :meth:`ComponentWrapper.snapshot` per sub-env (from
     :meth:`RewardVecEnv.snapshot`) to continue those envs mid-episode instead of building fresh ones.
     Errors (naming the config field): unknown id (with close matches), ``reward_names`` of the
-    wrong length, component names that collide.
+    wrong length, component names that collide. Meta-World ids (``"Meta-World/MT10"``, ...) are
+    built by :func:`polyreward.gym.meta_world.make_metaworld`.
     """
+    if config.env_id.startswith("Meta-World/"):
+        from polyreward.gym.meta_world import make_metaworld
+
+        return make_metaworld(config, snapshots)
     probe = make_env(config.env_id, config.env_kwargs)
     try:
         own = reward_names(probe, config.env_id, config.reward_names)
     finally:
         probe.close()
-    names = own + list(config.info_rewards) + (["bonus"] if config.bonus != "none" else [])
+    kinds = bonus_kinds(config.bonus, config.episodic_bonus, config.global_bonus)
+    key_mode = config.bonus_key if "count" in kinds.values() else None
+    build = EnvBuilder(config.env_id, dict(config.env_kwargs), tuple(config.info_rewards), key_mode)
+    return vector_env([build] * config.num_envs, config, own, snapshots)
+
+
+def vector_env(
+    builders: Sequence[Any],
+    config: GymConfig,
+    own: Sequence[str],
+    snapshots: Sequence[bytes] | None = None,
+    task_names: Sequence[str] | None = None,
+) -> RewardVecEnv:
+    """A :class:`RewardVecEnv` over picklable sub-env ``builders`` (dataclasses with a ``snapshot``
+    field): ``config.vector`` sync/async, autoreset disabled, components ``own + info_rewards``.
+
+    Errors: component names that collide; ``snapshots`` (one per builder) of the wrong count.
+    """
+    names = [*own, *config.info_rewards] + (["bonus"] if config.bonus != "none" else [])
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"info_rewards / reward_names: component names {duplicates} are used twice in {names}")
-    key_mode = config.bonus_key if config.bonus != "none" else None
-    build = EnvBuilder(config.env_id, dict(config.env_kwargs), tuple(config.info_rewards), key_mode)
-    if snapshots is not None and len(snapshots) != config.num_envs:
-        raise ConfigError(f"num_envs: {config.num_envs} envs but {len(snapshots)} saved env snapshots")
-    fns = [build] * config.num_envs if snapshots is None else [dataclasses.replace(build, snapshot=s) for s in snapshots]
+    if snapshots is not None and len(snapshots) != len(builders):
+        raise ConfigError(f"num_envs: {len(builders)} envs but {len(snapshots)} saved env snapshots")
+    if snapshots is not None:
+        builders = [dataclasses.replace(b, snapshot=s) for b, s in zip(builders, snapshots, strict=True)]
     vector_cls = gym.vector.SyncVectorEnv if config.vector == "sync" else gym.vector.AsyncVectorEnv
-    vec = vector_cls(fns, autoreset_mode=AutoresetMode.DISABLED)
-    return RewardVecEnv(vec, own + list(config.info_rewards), config.bonus, config.bonus_global_coef)
+    vec = vector_cls(list(builders), autoreset_mode=AutoresetMode.DISABLED)
+    return RewardVecEnv(
+        vec,
+        [*own, *config.info_rewards],
+        config.bonus,
+        config.bonus_global_coef,
+        task_names,
+        episodic_bonus=config.episodic_bonus,
+        global_bonus=config.global_bonus,
+    )

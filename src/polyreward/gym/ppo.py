@@ -25,9 +25,12 @@ from polyreward import advantages
 from polyreward.batch import RewardBatch
 from polyreward.checkpoint import MARKER, CheckpointError, checkpoint_dir, latest_checkpoint, load_state
 from polyreward.config import ConfigError, from_mapping, to_mapping
+from polyreward.diagnostics import advantage_share
 from polyreward.gym.config import GymConfig, resolve_weights
 from polyreward.gym.envs import RewardVecEnv, make_vec_env
-from polyreward.gym.networks import ActorCritic, action_array
+from polyreward.gym.evaluate import task_metrics
+from polyreward.gym.exploration import ExplorationBonus
+from polyreward.gym.networks import ActorCritic, MoESpec, action_array
 from polyreward.lm.loss import clipped_surrogate
 from polyreward.runlog import RunLog
 
@@ -39,7 +42,9 @@ class Rollout:
     """``T`` steps of ``E`` envs. ``obs[T, E, D]``, ``actions[T, E(, A)]``, ``logprobs[T, E]``,
     ``values[T, E, C]`` and ``next_values[T, E, C]`` (``C`` critics; ``next_values`` from the true
     ``s_{t+1}``, also at truncation), ``rewards[T, E, K]``, ``terminated`` / ``truncated[T, E]``;
-    finished episodes: ``episode_returns[M, K]``, ``episode_lengths[M]``."""
+    finished episodes: ``episode_returns[M, K]``, ``episode_lengths[M]``; ``next_obs[T, E, D]``: the
+    true ``s_{t+1}``; ``metrics``: the exploration bonus's rollout metrics (``bonus/...``);
+    ``episode_envs[M]``: the env each finished episode ran in."""
 
     obs: Tensor
     actions: Tensor
@@ -51,6 +56,9 @@ class Rollout:
     truncated: Tensor
     episode_returns: np.ndarray
     episode_lengths: np.ndarray
+    next_obs: Tensor | None = None
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    episode_envs: np.ndarray | None = None
 
 
 class PPO:
@@ -66,8 +74,11 @@ class PPO:
         if isinstance(env, str):
             config = dataclasses.replace(config, env_id=env)
             env = make_vec_env(config)
-        elif env.num_envs != config.num_envs:
+        if env.num_envs != config.num_envs:  # e.g. Meta-World MT10: one env per task
             config = dataclasses.replace(config, num_envs=env.num_envs)  # re-validates minibatch divisibility
+        bonus = {"bonus": env.bonus, "episodic_bonus": env.episodic_bonus, "global_bonus": env.global_bonus}
+        if any(getattr(config, key) != value for key, value in bonus.items()):  # the env decides its bonus parts
+            config = dataclasses.replace(config, **bonus)
         self.config, self.env = config, env
         self.names = list(env.names)
         self.weights = torch.tensor(resolve_weights(config.weights, self.names), dtype=torch.float32)
@@ -81,13 +92,21 @@ class PPO:
         _seed_everything(config.seed)
         self.device = torch.device(config.device)
         self.model = ActorCritic(
-            env.obs_dim, env.single_action_space, len(self.critic_names), config.hidden_sizes, config.shared_trunk
+            env.obs_dim,
+            env.single_action_space,
+            len(self.critic_names),
+            config.hidden_sizes,
+            config.shared_trunk,
+            MoESpec(config.moe_experts, config.moe_top_k, config.moe_shared_expert) if config.trunk == "moe" else None,
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=1e-5)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.global_step, self.update = 0, 0
         self.run_dir = Path(config.output_dir)
         self._obs: np.ndarray | None = None
+        self.exploration = None  # created after the policy, so that its init does not move the policy's
+        if config.bonus != "none":
+            self.exploration = ExplorationBonus(config, env.obs_dim, env.single_action_space, env.num_envs, self.device)
 
     # ------------------------------------------------------------------ the loop
     def learn(self, total_steps: int | None = None, callback: Callback | None = None, progress: bool = True) -> PPO:
@@ -130,10 +149,14 @@ class PPO:
         start = time.perf_counter()
         rollout = self.collect()
         collected = time.perf_counter()
-        adv, returns = self.advantages(rollout)
+        adv, returns, shares = self.advantages(rollout)
         metrics = self.optimize(rollout, adv, returns)
+        if self.exploration is not None:
+            metrics.update(rollout.metrics)
+            metrics.update(self.exploration.train(rollout.obs, rollout.next_obs, rollout.actions, self.generator))
         done = time.perf_counter()
         metrics.update(self._episode_metrics(rollout))
+        metrics.update(self._reward_metrics(rollout, shares))
         metrics.update(
             {
                 "charts/sps": rollout.rewards.shape[0] * rollout.rewards.shape[1] / (done - start),
@@ -157,7 +180,8 @@ class PPO:
         logp_buf, values_buf = torch.zeros(t_len, e), torch.zeros(t_len, e, len(self.critic_names))
         rewards = np.zeros((t_len, e, len(self.names)), dtype=np.float32)
         terminated, truncated = np.zeros((t_len, e), dtype=bool), np.zeros((t_len, e), dtype=bool)
-        ep_returns, ep_lengths = [], []
+        ep_returns, ep_lengths, parts = [], [], {}
+        ep_envs = []
         obs = torch.from_numpy(self._obs)
         for t in range(t_len):
             obs_buf[t] = obs
@@ -168,9 +192,13 @@ class PPO:
             final_buf[t] = torch.from_numpy(step.final_obs)
             ep_returns.append(step.episode_returns)
             ep_lengths.append(step.episode_lengths)
+            ep_envs.append(step.episode_envs)
+            for name, value in step.bonus_parts.items():
+                parts.setdefault(name, np.zeros((t_len, e)))[t] = value
             obs = torch.from_numpy(step.obs)
         self._obs = step.obs
         self.global_step += t_len * e
+        metrics = self._shape_rewards(obs_buf, final_buf, rewards, terminated | truncated, parts, ep_returns)
         next_values = self.model.value(final_buf.reshape(t_len * e, -1).to(device)).cpu().reshape(t_len, e, -1)
         return Rollout(
             obs_buf,
@@ -183,10 +211,37 @@ class PPO:
             torch.from_numpy(truncated),
             np.concatenate(ep_returns).reshape(-1, len(self.names)),
             np.concatenate(ep_lengths),
+            final_buf,
+            metrics,
+            episode_envs=np.concatenate(ep_envs),
         )
 
-    def advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor]:
-        """``(advantages[T, E], returns[T, E, C])`` from the registered estimators."""
+    def _shape_rewards(
+        self,
+        obs: Tensor,
+        next_obs: Tensor,
+        rewards: np.ndarray,
+        done: np.ndarray,
+        parts: dict[str, np.ndarray],
+        ep_returns: list[np.ndarray],
+    ) -> dict[str, float]:
+        """Training rewards of a rollout, in place: the ``"bonus"`` column ``rewards[T, E, k]`` from
+        :class:`ExplorationBonus` (the episode returns of ``"bonus"`` in ``ep_returns[t][M_t, K]``
+        follow it), and ``reward_clip`` on the other components (their episode returns stay raw)."""
+        metrics: dict[str, float] = {}
+        task = [k for k, name in enumerate(self.names) if name != "bonus"]
+        if self.config.reward_clip > 0:
+            rewards[..., task] = rewards[..., task].clip(-self.config.reward_clip, self.config.reward_clip)
+        if self.exploration is not None:
+            k = self.names.index("bonus")
+            rewards[..., k], ended, metrics = self.exploration.rollout_bonus(obs, next_obs, done, parts)
+            for returns, bonus_returns in zip(ep_returns, ended, strict=True):
+                returns[:, k] = bonus_returns
+        return metrics
+
+    def advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(advantages[T, E], returns[T, E, C], share[K] or None)`` from the registered estimators;
+        ``share``: each component's part of the advantage mass (multi-critic only)."""
         cfg = self.config
         batch = RewardBatch.from_steps(rollout.rewards, self.names, rollout.terminated, rollout.truncated, self.weights)
         if cfg.critic == "multi":
@@ -199,7 +254,7 @@ class PPO:
                 lam=cfg.lam,
                 norm=cfg.critic_norm,
             )
-            return result.advantages, result.extras["returns"]
+            return result.advantages, result.extras["returns"], advantage_share(result, len(self.names))
         result = advantages.compute(
             "gae",
             batch,
@@ -211,7 +266,7 @@ class PPO:
         adv = result.advantages
         if cfg.critic_norm != "none":  # one critic: per_critic and scalarized coincide
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        return adv, result.extras["returns"][..., None]
+        return adv, result.extras["returns"][..., None], None
 
     def optimize(self, rollout: Rollout, adv: Tensor, returns: Tensor) -> dict[str, float]:
         """``epochs`` passes of ``minibatches`` Adam steps on the clipped surrogate, per-critic value
@@ -234,6 +289,10 @@ class PPO:
                 policy_loss = per_row.mean()
                 value_loss = _value_loss(values, old_values[rows], b_returns[rows], cfg.clip if cfg.clip_value else None)
                 loss = policy_loss - cfg.ent_coef * entropy.mean() + cfg.vf_coef * (coefs * value_loss).sum()
+                if cfg.trunk == "moe":  # Switch load balancing of the trunks' routers (this minibatch's forward)
+                    balance = self.model.balance_loss()
+                    loss = loss + cfg.moe_balance_coef * balance
+                    sums["moe_balance"] = sums.get("moe_balance", 0.0) + float(balance.detach())
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm:
@@ -280,6 +339,7 @@ class PPO:
                 "envs": self.env.snapshot(),
                 "env_state": self.env.state_dict(),
                 "obs": self._obs,
+                "exploration": None if self.exploration is None else self.exploration.state_dict(),
             },
             staging / "state.pt",
         )
@@ -316,6 +376,8 @@ class PPO:
         torch.set_rng_state(tensors["torch"])
         np.random.set_state(tensors["numpy"])
         random.setstate(tensors["python"])
+        if ppo.exploration is not None:
+            ppo.exploration.load_state_dict(tensors["exploration"], episodes=exact)
         if exact:
             ppo.env.load_state_dict(tensors["env_state"])
             ppo._obs = tensors["obs"]
@@ -326,6 +388,15 @@ class PPO:
         return ppo
 
     # ------------------------------------------------------------------ metrics
+    def _reward_metrics(self, rollout: Rollout, shares: Tensor | None) -> dict[str, float]:
+        """``reward/<name>/mean``: mean reward per env step of each component in the rollout;
+        ``diag/<name>/adv_share``: its share of the advantage mass (as the language-model trainer logs)."""
+        means = rollout.rewards.reshape(-1, len(self.names)).mean(0)
+        out = {f"reward/{name}/mean": float(m) for name, m in zip(self.names, means, strict=True)}
+        if shares is not None:
+            out.update({f"diag/{name}/adv_share": float(v) for name, v in zip(self.names, shares, strict=True)})
+        return out
+
     def _episode_metrics(self, rollout: Rollout) -> dict[str, float]:
         """Means over the episodes that ended in this rollout (none ended: no episode metrics)."""
         returns = rollout.episode_returns
@@ -342,6 +413,9 @@ class PPO:
                 "charts/episodes": float(len(returns)),
             }
         )
+        if self.env.task_names is not None and rollout.episode_envs is not None:
+            success = returns[:, self.names.index("success")] > 0 if "success" in self.names else None
+            out.update(task_metrics(self.env.task_names, rollout.episode_envs, weighted, success))
         return out
 
 
