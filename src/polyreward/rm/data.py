@@ -29,6 +29,7 @@ class PreferencePair:
     chosen: Any
     rejected: Any
     labels: tuple[float | None, ...] = (1.0,)
+    user: str | None = None  # who labelled the pair (personalized reward models, VPL)
 
 
 @dataclasses.dataclass
@@ -76,12 +77,14 @@ def validate_rows(
     chosen_column: str = "chosen",
     rejected_column: str = "rejected",
     on_invalid: OnInvalid = "raise",
+    user_column: str | None = None,
 ) -> PairSet:
     """Rows -> :class:`PairSet`. A row with a missing or empty prompt/chosen/rejected, identical chosen and
     rejected, a bad label or no label at all raises :class:`PreferenceDataError` naming ``source`` and the
     row, or (``on_invalid="skip"``) is skipped and listed in ``skipped``.
 
     objectives: label columns (one head each); empty means one objective ``"reward"`` labelled by the order.
+    user_column: when given, every row needs a non-empty user id there (stored as ``PreferencePair.user``).
     """
     if on_invalid not in ("raise", "skip"):
         raise ValueError(f"on_invalid must be 'raise' or 'skip', got {on_invalid!r}")
@@ -91,6 +94,8 @@ def validate_rows(
         problem = None
         for field in (prompt_column, chosen_column, rejected_column):
             problem = problem or _text_problem(row.get(field), field)
+        if problem is None and user_column is not None and not str(row.get(user_column) or "").strip():
+            problem = f"{user_column!r} (the user id) is missing or empty"
         if problem is None and row[chosen_column] == row[rejected_column]:
             problem = f"{chosen_column!r} and {rejected_column!r} are identical"
         labels: tuple[float | None, ...] = (1.0,)
@@ -105,7 +110,8 @@ def validate_rows(
                 raise PreferenceDataError(f"{source}, row {index}: {problem}")
             skipped.append((index, problem))
             continue
-        pairs.append(PreferencePair(row[prompt_column], row[chosen_column], row[rejected_column], labels))
+        user = str(row[user_column]) if user_column is not None else None
+        pairs.append(PreferencePair(row[prompt_column], row[chosen_column], row[rejected_column], labels, user))
     if not pairs:
         raise PreferenceDataError(f"{source}: no valid preference pairs ({len(skipped)} rows skipped)")
     return PairSet(pairs, names, source, skipped)
@@ -119,6 +125,7 @@ def load_pairs(
     chosen_column: str = "chosen",
     rejected_column: str = "rejected",
     on_invalid: OnInvalid = "raise",
+    user_column: str | None = None,
 ) -> PairSet:
     """Preference pairs from a local ``.jsonl`` / ``.json`` / ``.parquet`` / ``.csv`` file (read with
     ``datasets``); rows are validated by :func:`validate_rows` (errors name the file and the 0-based row)."""
@@ -133,6 +140,7 @@ def load_pairs(
         chosen_column=chosen_column,
         rejected_column=rejected_column,
         on_invalid=on_invalid,
+        user_column=user_column,
     )
 
 
@@ -252,3 +260,76 @@ def sentiment_pairs(
     if unknown or not objectives:
         raise ValueError(f"sentiment_pairs objectives must come from {sorted(known)}, got {list(objectives)}")
     return generate_pairs(n, {o: known[o] for o in objectives}, sentiment_sample, flip_fraction=flip_fraction, seed=seed)
+
+
+# ---------------------------------------------------------------- users with different preferences (VPL)
+
+
+@dataclasses.dataclass
+class GeneratedUsers:
+    """Pairs labelled by simulated users; ``user_types[user]`` is the objective that user prefers."""
+
+    pairs: PairSet
+    user_types: dict[str, str]
+
+
+def users_of(pairs: Sequence[PreferencePair]) -> dict[str, list[PreferencePair]]:
+    """Pairs grouped by ``user`` (first-seen order); a pair without a user raises ``ValueError``."""
+    groups: dict[str, list[PreferencePair]] = {}
+    for index, pair in enumerate(pairs):
+        if pair.user is None:
+            raise ValueError(f"pair {index} has no user; personalized models need a user id on every pair")
+        groups.setdefault(pair.user, []).append(pair)
+    return groups
+
+
+def user_pairs(
+    n_users: int,
+    pairs_per_user: int,
+    *,
+    objectives: Sequence[str] = ("sentiment", "brevity"),
+    pool_size: int | None = None,
+    conflict_only: bool = True,
+    seed: int = 0,
+    prefix: str = "user",
+    max_tries: int = 100_000,
+) -> GeneratedUsers:
+    """Pairs of the built-in sentiment task labelled by ``n_users`` users of ``len(objectives)`` types.
+
+    A shared pool of ``pool_size`` (default ``2 * pairs_per_user``) candidate pairs is drawn first; each
+    user labels ``pairs_per_user`` distinct pairs of it, so the same pair is labelled by several users (as
+    in VPL's datasets). User ``u`` (id ``f"{prefix}{u}"``) prefers ``objectives[u % len(objectives)]``: its
+    chosen completion is the one with the higher reward on that objective. ``conflict_only``: the pool holds
+    only pairs on which the objectives disagree, so users of different types label every pair in opposite
+    ways and a model that cannot tell users apart is right on ~50% of them. Objectives come from
+    ``"sentiment"`` and ``"brevity"``.
+    """
+    known = {"sentiment": sentiment_reward, "brevity": brevity_reward}
+    if not objectives or any(o not in known for o in objectives):
+        raise ValueError(f"user_pairs objectives must come from {sorted(known)}, got {list(objectives)}")
+    pool_size = 2 * pairs_per_user if pool_size is None else pool_size
+    if n_users < 1 or not 1 <= pairs_per_user <= pool_size:
+        raise ValueError(
+            f"need n_users >= 1 and 1 <= pairs_per_user <= pool_size, got {n_users}, {pairs_per_user}, {pool_size}"
+        )
+    rng = random.Random(seed)
+    pool: list[tuple[str, str, str, list[float]]] = []  # prompt, a, b, [reward(a) - reward(b) per objective]
+    for _ in range(max_tries):
+        prompt, a, b = sentiment_sample(rng)
+        diffs = [known[o]([prompt] * 2, [a, b]) for o in objectives]
+        diffs = [s[0] - s[1] for s in diffs]
+        if 0 in diffs or (conflict_only and len({d > 0 for d in diffs}) < 2):
+            continue
+        pool.append((prompt, a, b, diffs))
+        if len(pool) == pool_size:
+            break
+    else:
+        raise ValueError(f"user_pairs: could not draw {pool_size} usable pairs in {max_tries} tries")
+    pairs, types = [], {}
+    for u in range(n_users):
+        user, k = f"{prefix}{u}", u % len(objectives)
+        types[user] = objectives[k]
+        for prompt, a, b, diffs in rng.sample(pool, pairs_per_user):
+            chosen, rejected = (a, b) if diffs[k] > 0 else (b, a)
+            pairs.append(PreferencePair(prompt, chosen, rejected, (1.0,), user))
+    return GeneratedUsers(PairSet(pairs, ("reward",), f"users(seed={seed})"), types)

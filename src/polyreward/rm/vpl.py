@@ -1,0 +1,319 @@
+"""VPL: a latent-conditioned (personalized) reward model, Poddar et al. 2024, arXiv 2408.10075.
+
+A user is a handful of pairs they labelled (the *context*). The encoder embeds each context pair from the
+backbone's pooled features of its chosen and rejected texts, ``e_i = MLP([f(x_i, y_i^w); f(x_i, y_i^l)])``,
+pools the ``e_i`` with a permutation-invariant mean, and maps the pool to ``mean, logvar`` of
+``q(z | context) = N(mean, diag(exp(logvar)))``. The reward head reads ``r(x, y, z) = MLP([f(x, y); z])``.
+Training maximizes, per user, the ELBO (:func:`~polyreward.rm.losses.vpl_elbo`)::
+
+    ELBO = sum_i log sigma( r(x_i, y_i^w, z) - r(x_i, y_i^l, z) ) - beta * KL( q(z | context) || N(0, I) ),
+    z = mean + exp(logvar / 2) * eps   (one reparameterized sample per user and step)
+
+over the user's *target* pairs (other pairs of the same user). At inference a user's context gives
+``z = mean`` (the posterior mean) and the completions are scored with ``r(x, y, z)``.
+
+Metrics (``metrics.jsonl``): ``loss/rm`` (minus the ELBO per target pair), ``loss/kl``, ``rm/accuracy``,
+``vpl/logvar_mean``, ``charts/epoch``; per epoch ``eval/accuracy/reward`` and ``eval/accuracy/<user type>``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from polyreward.rm.data import PreferencePair, users_of
+from polyreward.rm.losses import gaussian_kl, vpl_elbo
+from polyreward.rm.model import RewardModel, last_token_index
+
+HEADS_FILE = "vpl_heads.pt"
+#: Initial ``logvar`` bias: small posterior noise at the start, so z carries the context before the KL term
+#: pulls it (a sampled z of std 1 around a near-zero mean hides the context and the head learns to ignore z).
+INITIAL_LOGVAR = -4.0
+
+
+def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, outputs))
+
+
+class VPLRewardModel(nn.Module):
+    """A :class:`RewardModel` backbone (its pooled features; its own heads are unused) + VPL encoder and head.
+
+    ``latent_dim``: D of z; ``hidden_dim``: width of the pair-encoder and reward-head MLPs (default: H).
+    """
+
+    def __init__(self, backbone: RewardModel, latent_dim: int = 8, hidden_dim: int | None = None):
+        super().__init__()
+        h = backbone.classifier.config.hidden_size
+        hidden = hidden_dim or h
+        self.backbone, self.latent_dim, self.hidden_dim = backbone, latent_dim, hidden
+        self.pair_norm = nn.LayerNorm(2 * h)
+        self.pair_encoder = _mlp(2 * h, hidden, hidden)
+        self.mean_layer = nn.Linear(hidden, latent_dim)
+        self.logvar_layer = nn.Linear(hidden, latent_dim)
+        self.reward_head = _mlp(h + latent_dim, hidden, 1)
+        nn.init.constant_(self.logvar_layer.bias, INITIAL_LOGVAR)
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    def features(
+        self, prompts: Sequence[Any], completions: Sequence[Any], max_length: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(last[N, H], mean[N, H])`` (float32): the backbone's last hidden state at each text's last real
+        token (what the reward head reads) and averaged over its real tokens (what the encoder reads, as in
+        the VPL code's context embeddings), one forward pass over N (prompt, completion) texts."""
+        ids, mask = self.backbone.encode(self.backbone.texts(prompts, completions), max_length)
+        hidden = self.backbone.classifier.base_model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_index(mask)]
+        m = mask.to(hidden.dtype)[..., None]
+        return last, (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+    def pair_features(
+        self, pairs: Sequence[PreferencePair], max_length: int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(last_chosen, last_rejected, mean_chosen, mean_rejected)``, each ``[N, H]``, in one pass over 2N texts."""
+        prompts, n = [p.prompt for p in pairs], len(pairs)
+        last, mean = self.features(prompts * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs], max_length)
+        return last[:n], last[n:], mean[:n], mean[n:]
+
+    def posterior(self, f_chosen: Tensor, f_rejected: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``q(z | context)``: ``f_*[U, C, H]`` (C context pairs per user, ``mask[U, C]`` marks real ones) ->
+        ``(mean[U, D], logvar[U, D])``. The pooling is a (masked) mean, so the order of the pairs is irrelevant."""
+        # [f_c - f_r; f_c + f_r] is a fixed linear map of the paper's [f_c; f_r]; the LayerNorm rescales the
+        # (initially tiny) chosen-minus-rejected part so the encoder sees the preference direction early.
+        e = self.pair_encoder(self.pair_norm(torch.cat([f_chosen - f_rejected, f_chosen + f_rejected], -1)))
+        m = torch.ones(e.shape[:2], device=e.device) if mask is None else mask.to(e.dtype)
+        pooled = (e * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)
+        return self.mean_layer(pooled), self.logvar_layer(pooled)
+
+    def reward(self, features: Tensor, z: Tensor) -> Tensor:
+        """``r(x, y, z)``: ``features[U, T, H]``, ``z[U, D]`` -> ``[U, T]``."""
+        zz = z[:, None, :].expand(-1, features.shape[1], -1)
+        return self.reward_head(torch.cat([features, zz], -1)).squeeze(-1)
+
+    def user_latent(self, context: Sequence[PreferencePair], max_length: int | None = None) -> tuple[Tensor, Tensor]:
+        """``(mean[D], logvar[D])`` of one user's posterior from their labelled pairs (no gradients)."""
+        if not context:
+            raise ValueError("a VPL user latent needs at least one labelled context pair")
+        with _evaluating(self):
+            _, _, fc, fr = self.pair_features(context, max_length)
+            mean, logvar = self.posterior(fc[None], fr[None])
+        return mean[0], logvar[0]
+
+    def score(self, prompts: Sequence[Any], completions: Sequence[Any], z: Tensor, batch_size: int = 16) -> Tensor:
+        """``[N]`` rewards ``r(x, y, z)`` of N (prompt, completion) pairs for one user latent ``z[D]``."""
+        out = []
+        with _evaluating(self):
+            for i in range(0, len(prompts), batch_size):
+                f, _ = self.features(prompts[i : i + batch_size], completions[i : i + batch_size])
+                out.append(self.reward(f[None], z[None].to(f.device))[0])
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """The backbone as a reward-model directory, plus ``vpl_heads.pt`` (encoder and reward head)."""
+        path = Path(path)
+        meta = {"kind": "vpl", "latent_dim": self.latent_dim, "hidden_dim": self.hidden_dim, **(extra or {})}
+        self.backbone.save(path, extra=meta)
+        heads = {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+        torch.save(heads, path / HEADS_FILE)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> VPLRewardModel:
+        path = Path(path)
+        if not (path / HEADS_FILE).is_file():
+            raise FileNotFoundError(f"{path}: not a VPL reward model (no {HEADS_FILE})")
+        meta = json.loads((path / "polyreward_rm.json").read_text())
+        model = cls(RewardModel.load(path, device), meta["latent_dim"], meta["hidden_dim"]).to(device)
+        missing, unexpected = model.load_state_dict(torch.load(path / HEADS_FILE, map_location=device), strict=False)
+        bad = [k for k in missing if not k.startswith("backbone.")] + list(unexpected)
+        if bad:
+            raise ValueError(f"{path / HEADS_FILE}: does not match the VPL heads (keys {bad})")
+        return model.eval()
+
+
+class _evaluating:
+    """``with _evaluating(model):`` eval mode and no gradients; the previous mode is restored."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.was_training = model, model.training
+        self.no_grad = torch.no_grad()
+
+    def __enter__(self):
+        self.model.eval()
+        self.no_grad.__enter__()
+
+    def __exit__(self, *exc):
+        self.no_grad.__exit__(*exc)
+        self.model.train(self.was_training)
+
+
+# ---------------------------------------------------------------- training
+
+
+def _user_batch(
+    model: VPLRewardModel, users: list[list[PreferencePair]], context: list[list[PreferencePair]], max_length: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One forward pass for U users: ``(f_c[U, C, H], f_r[U, C, H], g_c[U, T, H], g_r[U, T, H])``: the
+    encoder's (token-mean) features of the context pairs and the reward head's (last-token) features of the
+    target pairs (every user has C context and T target pairs)."""
+    flat = [p for pairs in context for p in pairs] + [p for pairs in users for p in pairs]
+    last_c, last_r, mean_c, mean_r = model.pair_features(flat, max_length)
+    n_ctx, u = sum(len(c) for c in context), len(users)
+    shape = lambda t: t.reshape(u, -1, t.shape[-1])  # noqa: E731
+    return shape(mean_c[:n_ctx]), shape(mean_r[:n_ctx]), shape(last_c[n_ctx:]), shape(last_r[n_ctx:])
+
+
+def vpl_step(
+    model: VPLRewardModel,
+    targets: list[list[PreferencePair]],
+    context: list[list[PreferencePair]],
+    beta: float,
+    max_length: int,
+) -> tuple[Tensor, dict[str, float]]:
+    """Minus the mean per-user ELBO divided by T (so the loss is per target pair) and the step's metrics.
+
+    Dividing the whole ELBO by T keeps the paper's ratio of likelihood to ``beta * KL``.
+    """
+    fc, fr, gc, gr = _user_batch(model, targets, context, max_length)
+    mean, logvar = model.posterior(fc, fr)
+    z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
+    delta = model.reward(gc, z) - model.reward(gr, z)
+    kl = gaussian_kl(mean, logvar)
+    elbo = vpl_elbo(delta, kl, beta)
+    loss = -(elbo / delta.shape[1]).mean()
+    metrics = {
+        "loss/rm": float(loss.detach()),
+        "loss/kl": float(kl.detach().mean()),
+        "rm/accuracy": float((delta.detach() > 0).float().mean()),
+        "vpl/logvar_mean": float(logvar.detach().mean()),
+    }
+    return loss, metrics
+
+
+def sample_user_batch(
+    users: Mapping[str, list[PreferencePair]], names: list[str], n_context: int, rng: random.Random
+) -> tuple[list[list[PreferencePair]], list[list[PreferencePair]]]:
+    """For each named user: ``n_context`` context pairs and ``n_context`` other target pairs, drawn at random
+    (a user with fewer than ``2 * n_context`` pairs reuses pairs, with replacement)."""
+    context, targets = [], []
+    for name in names:
+        pairs = users[name]
+        if len(pairs) >= 2 * n_context:
+            drawn = rng.sample(pairs, 2 * n_context)
+        else:
+            drawn = [rng.choice(pairs) for _ in range(2 * n_context)]
+        context.append(drawn[:n_context])
+        targets.append(drawn[n_context:])
+    return context, targets
+
+
+def fit_vpl(
+    model: VPLRewardModel,
+    train: Sequence[PreferencePair],
+    *,
+    epochs: int,
+    users_per_step: int,
+    n_context: int,
+    beta: float,
+    learning_rate: float,
+    seed: int = 0,
+    max_length: int = 512,
+    weight_decay: float = 0.0,
+    max_grad_norm: float = 1.0,
+    log=None,
+    evaluate=None,
+) -> VPLRewardModel:
+    """Train on pairs with users; an epoch visits every user once (in batches of ``users_per_step``).
+
+    evaluate: ``f(model) -> metrics`` called after every epoch (logged with ``log``).
+    """
+    users = users_of(train)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    names, step = list(users), 0
+    model.train()
+    for epoch in range(epochs):
+        rng.shuffle(names)
+        for start in range(0, len(names), users_per_step):
+            context, targets = sample_user_batch(users, names[start : start + users_per_step], n_context, rng)
+            loss, metrics = vpl_step(model, targets, context, beta, max_length)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            optimizer.step()
+            step += 1
+            if log is not None:
+                log.log(step, {**metrics, "charts/epoch": epoch + min(start + users_per_step, len(names)) / len(names)})
+        if evaluate is not None and log is not None:
+            log.log(step, evaluate(model))
+    return model
+
+
+# ---------------------------------------------------------------- evaluation and inference
+
+
+def user_accuracy(
+    model: VPLRewardModel, pairs: Sequence[PreferencePair], n_context: int, max_length: int = 512
+) -> dict[str, float]:
+    """Held-out accuracy per user: each user's first ``n_context`` pairs are the context (``z`` = posterior
+    mean), the rest are scored. Users with no pair beyond the context are skipped. ``{user: fraction}``."""
+    out = {}
+    for user, own in users_of(pairs).items():
+        if len(own) <= n_context:
+            continue
+        mean, _ = model.user_latent(own[:n_context], max_length)
+        rest = own[n_context:]
+        prompts = [p.prompt for p in rest]
+        chosen = model.score(prompts, [p.chosen for p in rest], mean)
+        rejected = model.score(prompts, [p.rejected for p in rest], mean)
+        out[user] = float(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean())
+    return out
+
+
+def accuracy_summary(per_user: Mapping[str, float], user_types: Mapping[str, str] | None = None) -> dict[str, float]:
+    """``eval/accuracy/reward`` (mean over users) and, with ``user_types``, ``eval/accuracy/<type>``."""
+    if not per_user:
+        raise ValueError("no user has a held-out pair beyond its context pairs")
+    out = {"eval/accuracy/reward": sum(per_user.values()) / len(per_user)}
+    for kind in sorted(set((user_types or {}).values())):
+        values = [a for u, a in per_user.items() if user_types.get(u) == kind]
+        if values:
+            out[f"eval/accuracy/{kind}"] = sum(values) / len(values)
+    return out
+
+
+def vpl_reward_function(
+    model: VPLRewardModel | str | Path,
+    context: Sequence[PreferencePair],
+    *,
+    name: str = "vpl_reward",
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+):
+    """A reward function ``f(prompts, completions, **kw) -> list[float]`` for the user whose labelled pairs
+    are ``context``: ``r(x, y, z)`` with ``z`` the posterior mean. Carries ``.model`` and ``.z``."""
+    vpl = model if isinstance(model, VPLRewardModel) else VPLRewardModel.load(model, device)
+    z, _ = vpl.user_latent(context)
+
+    def reward(prompts, completions, **_) -> list[float | None]:
+        if len(prompts) != len(completions):
+            raise ValueError(f"{name}: {len(prompts)} prompts for {len(completions)} completions")
+        values = vpl.score(list(prompts), list(completions), z, batch_size)
+        if not torch.isfinite(values).all():
+            raise ValueError(f"{name}: non-finite reward for sample {int((~torch.isfinite(values)).nonzero()[0])}")
+        return values.tolist()
+
+    reward.__name__ = reward.__qualname__ = name
+    reward.model, reward.z = vpl, z  # type: ignore[attr-defined]
+    return reward
