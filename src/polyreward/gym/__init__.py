@@ -8,6 +8,7 @@ Rewards are named components end to end: ``RewardVecEnv.step`` yields ``rewards[
 keeps one value head per component (``critic="multi"``) and logs ``reward/<name>/episodic_return``.
 """
 
+from polyreward.gym.ads import ADSScheduler, DiscountSchedule
 from polyreward.gym.config import GymConfig
 from polyreward.gym.envs import (
     ComponentWrapper,
@@ -42,11 +43,14 @@ from polyreward.gym.exploration import (
 from polyreward.gym.meta_world import make_metaworld, task_id_from_obs
 from polyreward.gym.networks import ActorCritic, MoEMLP, MoESpec
 from polyreward.gym.ppo import PPO, Rollout
+from polyreward.gym.pvn import PVNAuxiliary
 
 __all__ = [
     "PPO",
+    "ADSScheduler",
     "ActorCritic",
     "ComponentWrapper",
+    "DiscountSchedule",
     "EllipticalEpisodicBonus",
     "EnvError",
     "EpisodicCount",
@@ -57,6 +61,7 @@ __all__ = [
     "InverseDynamics",
     "MoEMLP",
     "MoESpec",
+    "PVNAuxiliary",
     "RNDBonus",
     "RewardVecEnv",
     "Rollout",

@@ -19,11 +19,17 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from polyreward.config import ConfigError
+
+if TYPE_CHECKING:
+    from polyreward.gym.config import GymConfig
 
 Metric = Literal["euclidean", "cosine"]
 
@@ -201,3 +207,122 @@ class ADSScheduler:
             "ads/ref_score": ref_k,
         }
         return self.gamma
+
+
+def load_demos(path: str | Path, obs_dim: int) -> np.ndarray:
+    """Expert observation trajectories ``[N, T, D]`` (float32) from a ``.npy`` file; ``N >= 2`` demos of
+    ``T >= 1`` frames of the env's ``D = obs_dim`` features. Errors name the file and the expected shape."""
+    path = Path(path)
+    expected = f"expected an array [N >= 2 demos, T frames, D = {obs_dim} observation features]"
+    if not path.is_file():
+        raise ConfigError(f"ads_demos: {path} is not a file; {expected} saved with numpy.save")
+    try:
+        demos = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"ads_demos: {path} is not a readable .npy file ({error}); {expected}") from error
+    if demos.ndim != 3 or demos.shape[0] < 2 or demos.shape[1] < 1 or demos.shape[2] != obs_dim:
+        raise ConfigError(f"ads_demos: {path} holds an array of shape {list(demos.shape)}; {expected}")
+    if not np.issubdtype(demos.dtype, np.number) or not np.isfinite(demos).all():
+        raise ConfigError(f"ads_demos: {path} holds {demos.dtype} values that are not all finite numbers; {expected}")
+    return demos.astype(np.float32)
+
+
+class EpisodeRecorder:
+    """Each env's observations ``s_0, s_1, ...`` of the episode in progress, carried across rollouts.
+
+    ``record(obs[T, E, D], next_obs[T, E, D], done[T, E])`` appends ``s_t`` every step and, where an
+    episode ends, its true final observation ``next_obs[t]``, and returns the finished episodes as
+    ``[L + 1, D]`` tensors (env order within a step). Only the first ``max_frames`` frames of an
+    episode are kept (ADS never compares more than its horizon).
+    """
+
+    def __init__(self, num_envs: int, max_frames: int):
+        self.max_frames = int(max_frames)
+        self.frames: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
+
+    def record(self, obs: Tensor, next_obs: Tensor, done: np.ndarray) -> list[Tensor]:
+        obs, next_obs = np.asarray(obs), np.asarray(next_obs)
+        finished = []
+        for t in range(obs.shape[0]):
+            for e, frames in enumerate(self.frames):
+                if len(frames) < self.max_frames:
+                    frames.append(obs[t, e].copy())
+                if done[t, e]:
+                    if len(frames) < self.max_frames:
+                        frames.append(next_obs[t, e].copy())
+                    finished.append(torch.from_numpy(np.stack(frames)))
+                    self.frames[e] = []
+        return finished
+
+    def state_dict(self) -> list[np.ndarray | None]:
+        return [np.stack(frames) if frames else None for frames in self.frames]
+
+    def load_state_dict(self, state: list[np.ndarray | None]) -> None:
+        if len(state) != len(self.frames):
+            raise ValueError(f"EpisodeRecorder: {len(state)} saved envs for {len(self.frames)} envs")
+        self.frames = [[] if frames is None else list(frames) for frames in state]
+
+
+class DiscountSchedule:
+    """ADS in the gym trainer: an :class:`ADSScheduler` on the demos of ``config.ads_demos`` and an
+    :class:`EpisodeRecorder` that feeds it the training episodes of every rollout.
+
+    ``gamma``: the discount the advantages use; ``observe(obs, next_obs, done) -> metrics`` after each
+    rollout. The released code updates from evaluation episodes of the deterministic policy; here the
+    finished training episodes of the rollout are used (no extra env steps).
+    """
+
+    def __init__(self, scheduler: ADSScheduler, num_envs: int):
+        self.scheduler = scheduler
+        self.recorder = EpisodeRecorder(num_envs, scheduler.horizon)
+
+    @classmethod
+    def from_config(cls, config: GymConfig, obs_dim: int, num_envs: int) -> DiscountSchedule:
+        """Load ``config.ads_demos`` (checked against ``obs_dim``) and build the scheduler from the
+        ``ads_*`` fields; ``ads_horizon = 0`` means the demos' length."""
+        demos = load_demos(config.ads_demos, obs_dim)
+        horizon = config.ads_horizon or demos.shape[1]
+        if horizon > demos.shape[1]:
+            raise ConfigError(
+                f"ads_horizon: {horizon} is longer than the demos in {config.ads_demos} ({demos.shape[1]} frames)"
+            )
+        if int(config.ads_progress_start * horizon) < 1:
+            raise ConfigError(
+                f"ads_progress_start: {config.ads_progress_start} * horizon {horizon} gives no start index >= 1; raise it"
+            )
+        scheduler = ADSScheduler(
+            horizon,
+            config.ads_alpha,
+            config.ads_threshold,
+            config.ads_progress_start,
+            config.ads_max_delta,
+            config.ads_ref_pct,
+            config.ads_agent_pct,
+            demos=list(torch.from_numpy(demos)),
+            metric=config.ads_metric,
+        )
+        return cls(scheduler, num_envs)
+
+    @property
+    def gamma(self) -> float:
+        return self.scheduler.gamma
+
+    def observe(self, obs: Tensor, next_obs: Tensor, done: np.ndarray) -> dict[str, float]:
+        """Record a rollout (``obs[T, E, D]``, ``next_obs[T, E, D]``, ``done[T, E]``); if episodes ended,
+        advance the progress from them. Metrics: ``ads/progress``, ``ads/gamma`` and, after an update,
+        ``ads/match_score``, ``ads/ref_score``, ``ads/episodes``."""
+        episodes = self.recorder.record(obs, next_obs, done)
+        metrics = {}
+        if episodes:
+            self.scheduler.update(episodes)
+            metrics = {**self.scheduler.metrics, "ads/episodes": float(len(episodes))}
+        return {**metrics, "ads/progress": float(self.scheduler.progress), "ads/gamma": self.gamma}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"progress": self.scheduler.progress, "episodes": self.recorder.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], episodes: bool = True) -> None:
+        """Restore :meth:`state_dict`; ``episodes=False`` keeps empty buffers (the envs were reset)."""
+        self.scheduler.progress = int(state["progress"])
+        if episodes:
+            self.recorder.load_state_dict(state["episodes"])

@@ -21,6 +21,8 @@ GlobalBonus = Literal["count", "rnd", "noveld"]
 BonusNorm = Literal["std", "none"]
 Vector = Literal["sync", "async"]
 Trunk = Literal["mlp", "moe"]
+PVNRule = Literal["max", "policy"]
+ADSMetric = Literal["euclidean", "cosine"]
 
 
 @dataclasses.dataclass
@@ -89,6 +91,23 @@ class GymConfig:
     moe_top_k: int = option(2, "trunk='moe': experts mixed per observation (softmax over the top-k router logits)")
     moe_shared_expert: bool = option(True, "trunk='moe': add an always-on shared expert")
     moe_balance_coef: float = option(0.01, "trunk='moe': weight of the Switch load-balancing loss (losses/moe_balance)")
+    # auxiliary: Proto-Value Networks loss, automatic discount scheduling (docs/gym-auxiliary.md)
+    pvn_coef: float = option(0.0, "weight of the PVN successor-measure auxiliary loss (losses/pvn); 0 = off")
+    pvn_tasks: int = option(100, "PVN: number of random indicator tasks (heads)")
+    pvn_sparsity: float = option(0.01, "PVN: fraction of the first rollout's states in each indicator set, in (0, 1)")
+    pvn_rule: PVNRule = option("max", "PVN bootstrap at s': 'max' over actions per task, or 'policy' (the current pi)")
+    pvn_gamma: float = option(0.99, "PVN: discount of the successor measure, in [0, 1)")
+    ads_demos: str = option(
+        "", "ADS: .npy file of expert observation trajectories [N >= 2, T, obs_dim]; empty = off (gamma fixed)"
+    )
+    ads_horizon: int = option(0, "ADS: horizon H in expert steps (0 = the demos' length T)")
+    ads_alpha: float = option(0.2, "ADS: weight gamma^k of a reward k steps ahead, in (0, 1)")
+    ads_threshold: float = option(0.9, "ADS: advance while match >= int(threshold * ref_score), in (0, 1]")
+    ads_progress_start: float = option(0.2, "ADS: initial progress k as a fraction of H, in (0, 1]")
+    ads_max_delta: int = option(5, "ADS: most steps k advances per update")
+    ads_ref_pct: float = option(50.0, "ADS: percentile over demo pairs of the reference score")
+    ads_agent_pct: float = option(90.0, "ADS: percentile over (episode, demo) pairs of the agent's score")
+    ads_metric: ADSMetric = option("euclidean", "ADS: frame cost, 'euclidean' (state features) or 'cosine'")
     # run
     seed: int = option(0, "seed for networks, sampling and environment resets")
     threads: int = option(0, "torch CPU threads (0 = torch's default)")
@@ -99,6 +118,7 @@ class GymConfig:
 
     def __post_init__(self) -> None:
         self._check_bonus()
+        self._check_auxiliary()
         for name in ("num_envs", "num_steps", "total_steps", "epochs", "minibatches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -149,6 +169,32 @@ class GymConfig:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if not self.bonus_hidden_sizes or any(h < 1 for h in self.bonus_hidden_sizes):
             raise ConfigError(f"bonus_hidden_sizes: expected at least one positive width, got {self.bonus_hidden_sizes}")
+
+    def _check_auxiliary(self) -> None:
+        """The ``pvn_*`` and ``ads_*`` fields: Literal choices, ranges (the demo file is read by the trainer)."""
+        for name, choices in (("pvn_rule", PVNRule), ("ads_metric", ADSMetric)):
+            if getattr(self, name) not in typing.get_args(choices):
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {list(typing.get_args(choices))}")
+        checks = {  # field: (holds, what it must be)
+            "pvn_coef": (self.pvn_coef >= 0, ">= 0"),
+            "pvn_tasks": (self.pvn_tasks >= 1, ">= 1"),
+            "pvn_sparsity": (0 < self.pvn_sparsity < 1, "in (0, 1)"),
+            "pvn_gamma": (0 <= self.pvn_gamma < 1, "in [0, 1)"),
+            "ads_horizon": (self.ads_horizon >= 0, ">= 0 (0 = the demos' length)"),
+            "ads_alpha": (0 < self.ads_alpha < 1, "in (0, 1)"),
+            "ads_threshold": (0 < self.ads_threshold <= 1, "in (0, 1]"),
+            "ads_progress_start": (0 < self.ads_progress_start <= 1, "in (0, 1]"),
+            "ads_max_delta": (self.ads_max_delta >= 1, ">= 1"),
+            "ads_ref_pct": (0 <= self.ads_ref_pct <= 100, "in [0, 100]"),
+            "ads_agent_pct": (0 <= self.ads_agent_pct <= 100, "in [0, 100]"),
+        }
+        for name, (holds, expected) in checks.items():
+            if not holds:
+                raise ConfigError(f"{name}: must be {expected}, got {getattr(self, name)}")
+        if self.ads_horizon and int(self.ads_progress_start * self.ads_horizon) < 1:
+            raise ConfigError(
+                f"ads_progress_start: {self.ads_progress_start} * ads_horizon {self.ads_horizon} gives no start index >= 1"
+            )
 
     @property
     def batch_size(self) -> int:

@@ -147,8 +147,8 @@ class ActorCritic(nn.Module):
     """Policy over ``action_space`` (``Discrete``: categorical; ``Box``: diagonal Gaussian with a
     state-independent log std) and ``num_critics`` value heads.
 
-    ``value(obs[B, D]) -> [B, K]``; ``act(obs)`` samples (no gradient);
-    ``evaluate(obs, actions) -> (logprob[B], entropy[B], values[B, K])``.
+    ``value(obs[B, D]) -> [B, K]``; ``features(obs) -> [B, H]`` (the critic trunk); ``act(obs)`` samples
+    (no gradient); ``evaluate(obs, actions) -> (logprob[B], entropy[B], values[B, K])``.
     """
 
     def __init__(
@@ -182,14 +182,28 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: Tensor) -> Tensor:
         """``[B, D] -> [B, K]`` one value per reward component."""
-        return self.critic_head(self.critic_body(obs))
+        return self.critic_head(self.features(obs))
 
-    def _heads(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """Policy parameters (logits ``[B, A]`` or Gaussian mean ``[B, A]``) and values ``[B, K]``."""
+    def features(self, obs: Tensor) -> Tensor:
+        """``[B, D] -> [B, H]`` (``H = hidden[-1]``): the critic trunk's output, which the value heads
+        read; with ``shared=True`` the one trunk's, which the policy head reads too."""
+        return self.critic_body(obs)
+
+    def _heads(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Policy parameters (logits ``[B, A]`` or Gaussian mean ``[B, A]``), values ``[B, K]`` and the
+        critic trunk's :meth:`features` ``[B, H]``, from one pass of each trunk."""
         if self.shared:
             hidden = self.actor_body(obs)
-            return self.actor_head(hidden), self.critic_head(hidden)
-        return self.actor_head(self.actor_body(obs)), self.value(obs)
+            return self.actor_head(hidden), self.critic_head(hidden), hidden
+        params, hidden = self.actor_head(self.actor_body(obs)), self.critic_body(obs)
+        return params, self.critic_head(hidden), hidden
+
+    @torch.no_grad()
+    def action_probs(self, obs: Tensor) -> Tensor:
+        """``[B, D] -> [B, A]`` the categorical policy's probabilities (discrete actions only)."""
+        if not self.discrete:
+            raise TypeError("ActorCritic.action_probs: the policy is a Gaussian over a continuous action")
+        return torch.softmax(self.actor_head(self.actor_body(obs)), dim=-1)
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor]:
@@ -197,7 +211,7 @@ class ActorCritic(nn.Module):
 
         ``deterministic``: the most likely action (argmax / the Gaussian mean).
         """
-        params, values = self._heads(obs)
+        params, values, _ = self._heads(obs)
         if self.discrete:
             logp_all = torch.log_softmax(params, dim=-1)
             if deterministic:
@@ -211,15 +225,20 @@ class ActorCritic(nn.Module):
 
     def evaluate(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Log-probabilities ``[B]`` and entropies ``[B]`` of ``actions`` under the current policy, and values ``[B, K]``."""
-        params, values = self._heads(obs)
+        return self.evaluate_features(obs, actions)[:3]
+
+    def evaluate_features(self, obs: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`evaluate` plus the :meth:`features` ``[B, H]`` of the same pass (with gradient), for an
+        auxiliary loss on the trunk without a second forward pass."""
+        params, values, hidden = self._heads(obs)
         if self.discrete:
             logp_all = torch.log_softmax(params, dim=-1)
             logprob = logp_all.gather(-1, actions.long()[:, None]).squeeze(-1)
             entropy = -(logp_all.exp() * logp_all).sum(-1)
-            return logprob, entropy, values
+            return logprob, entropy, values, hidden
         logprob = _gaussian_logprob(actions, params, self.log_std)
         entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum().expand(obs.shape[0])
-        return logprob, entropy, values
+        return logprob, entropy, values, hidden
 
 
 def _gaussian_logprob(actions: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:

@@ -4,7 +4,9 @@ One update: rollout -> ``RewardBatch.from_steps`` -> advantage estimator (``mult
 ``norm=per_critic`` (SLIM) / ``scalarized`` (MOPPO) / ``none``, or ``gae`` on the weighted sum for
 ``critic="single"``) -> clipped surrogate + per-critic value loss + entropy bonus -> Adam -> metrics.
 The loop follows CleanRL's ``ppo.py``; the math lives in ``polyreward.advantages`` and
-``polyreward.lm.loss``.
+``polyreward.lm.loss``. Options call small classes: the exploration bonus (``ExplorationBonus``), the
+PVN auxiliary loss (``PVNAuxiliary``, ``pvn_coef > 0``) and the ADS discount (``DiscountSchedule``,
+``ads_demos``).
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from polyreward.batch import RewardBatch
 from polyreward.checkpoint import MARKER, CheckpointError, checkpoint_dir, latest_checkpoint, load_state
 from polyreward.config import ConfigError, from_mapping, to_mapping
 from polyreward.diagnostics import advantage_share
+from polyreward.gym.ads import DiscountSchedule
 from polyreward.gym.config import GymConfig, resolve_weights
 from polyreward.gym.envs import RewardVecEnv, make_vec_env
 from polyreward.gym.evaluate import task_metrics
 from polyreward.gym.exploration import ExplorationBonus
 from polyreward.gym.networks import ActorCritic, MoESpec, action_array
+from polyreward.gym.pvn import PVNAuxiliary
 from polyreward.lm.loss import clipped_surrogate
 from polyreward.runlog import RunLog
 
@@ -99,7 +103,6 @@ class PPO:
             config.shared_trunk,
             MoESpec(config.moe_experts, config.moe_top_k, config.moe_shared_expert) if config.trunk == "moe" else None,
         ).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, eps=1e-5)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.global_step, self.update = 0, 0
         self.run_dir = Path(config.output_dir)
@@ -107,6 +110,12 @@ class PPO:
         self.exploration = None  # created after the policy, so that its init does not move the policy's
         if config.bonus != "none":
             self.exploration = ExplorationBonus(config, env.obs_dim, env.single_action_space, env.num_envs, self.device)
+        self.pvn = None  # the PVN head trains with the policy: same Adam, same gradient clipping
+        if config.pvn_coef > 0:
+            self.pvn = PVNAuxiliary.from_config(config, env.obs_dim, self.model).to(self.device)
+        self.params = [*self.model.parameters(), *([] if self.pvn is None else self.pvn.parameters())]
+        self.optimizer = torch.optim.Adam(self.params, lr=config.lr, eps=1e-5)
+        self.ads = DiscountSchedule.from_config(config, env.obs_dim, env.num_envs) if config.ads_demos else None
 
     # ------------------------------------------------------------------ the loop
     def learn(self, total_steps: int | None = None, callback: Callback | None = None, progress: bool = True) -> PPO:
@@ -149,8 +158,13 @@ class PPO:
         start = time.perf_counter()
         rollout = self.collect()
         collected = time.perf_counter()
+        ended = (rollout.terminated | rollout.truncated).numpy()
+        ads_metrics = {} if self.ads is None else self.ads.observe(rollout.obs, rollout.next_obs, ended)
+        if self.pvn is not None:
+            self.pvn.calibrate(rollout.obs)  # once: the indicator sets then stay fixed
         adv, returns, shares = self.advantages(rollout)
         metrics = self.optimize(rollout, adv, returns)
+        metrics.update(ads_metrics)
         if self.exploration is not None:
             metrics.update(rollout.metrics)
             metrics.update(self.exploration.train(rollout.obs, rollout.next_obs, rollout.actions, self.generator))
@@ -239,6 +253,11 @@ class PPO:
                 returns[:, k] = bonus_returns
         return metrics
 
+    @property
+    def gamma(self) -> float:
+        """The discount of the advantages: ``config.gamma``, or the ADS schedule's current one."""
+        return self.config.gamma if self.ads is None else self.ads.gamma
+
     def advantages(self, rollout: Rollout) -> tuple[Tensor, Tensor, Tensor | None]:
         """``(advantages[T, E], returns[T, E, C], share[K] or None)`` from the registered estimators;
         ``share``: each component's part of the advantage mass (multi-critic only)."""
@@ -250,7 +269,7 @@ class PPO:
                 batch,
                 values=rollout.values,
                 next_values=rollout.next_values,
-                gamma=cfg.gamma,
+                gamma=self.gamma,
                 lam=cfg.lam,
                 norm=cfg.critic_norm,
             )
@@ -260,7 +279,7 @@ class PPO:
             batch,
             values=rollout.values[..., 0],
             next_values=rollout.next_values[..., 0],
-            gamma=cfg.gamma,
+            gamma=self.gamma,
             lam=cfg.lam,
         )
         adv = result.advantages
@@ -270,7 +289,7 @@ class PPO:
 
     def optimize(self, rollout: Rollout, adv: Tensor, returns: Tensor) -> dict[str, float]:
         """``epochs`` passes of ``minibatches`` Adam steps on the clipped surrogate, per-critic value
-        loss ``sum_k c_k 0.5 (V_k - R_k)^2`` and entropy bonus."""
+        loss ``sum_k c_k 0.5 (V_k - R_k)^2``, entropy bonus and, if on, the MoE balance and PVN losses."""
         cfg, device = self.config, self.device
         n = rollout.logprobs.numel()
         obs = rollout.obs.reshape(n, -1).to(device)
@@ -279,12 +298,14 @@ class PPO:
         old_values = rollout.values.reshape(n, -1).to(device)
         b_returns = returns.reshape(n, -1).to(device)
         coefs = self.value_coefs.to(device)
+        if self.pvn is not None:
+            next_obs, terminated = rollout.next_obs.reshape(n, -1).to(device), rollout.terminated.reshape(n).to(device)
         sums = {"policy": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clipfrac": 0.0}
         value_sums = torch.zeros(len(self.critic_names))
         count = 0
         for _ in range(cfg.epochs):
             for rows in torch.randperm(n, generator=self.generator).split(n // cfg.minibatches):
-                logp, entropy, values = self.model.evaluate(obs[rows], actions[rows])
+                logp, entropy, values, features = self.model.evaluate_features(obs[rows], actions[rows])
                 per_row, clipped = clipped_surrogate(logp[:, None], old_logp[rows, None], b_adv[rows], cfg.clip, cfg.clip)
                 policy_loss = per_row.mean()
                 value_loss = _value_loss(values, old_values[rows], b_returns[rows], cfg.clip if cfg.clip_value else None)
@@ -293,10 +314,14 @@ class PPO:
                     balance = self.model.balance_loss()
                     loss = loss + cfg.moe_balance_coef * balance
                     sums["moe_balance"] = sums.get("moe_balance", 0.0) + float(balance.detach())
+                if self.pvn is not None:  # after balance_loss(): its s' pass would overwrite the routers' loss
+                    pvn = self.pvn.loss(self.model, features, actions[rows], next_obs[rows], terminated[rows])
+                    loss = loss + cfg.pvn_coef * pvn
+                    sums["pvn"] = sums.get("pvn", 0.0) + float(pvn.detach())
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
                 self.optimizer.step()
                 with torch.no_grad():
                     log_ratio = logp - old_logp[rows]
@@ -323,7 +348,8 @@ class PPO:
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
         """Write ``run_dir/checkpoints/step-N`` atomically (weights, optimizer, RNG states, the
-        sub-envs mid-episode, bonus counts, step); a ``COMPLETE`` marker is written last."""
+        sub-envs mid-episode, bonus counts, PVN head and indicator sets, ADS progress and episode
+        buffers, step); a ``COMPLETE`` marker is written last."""
         final = checkpoint_dir(self.run_dir, self.global_step)
         staging = final.with_name(final.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
@@ -340,6 +366,8 @@ class PPO:
                 "env_state": self.env.state_dict(),
                 "obs": self._obs,
                 "exploration": None if self.exploration is None else self.exploration.state_dict(),
+                "pvn": None if self.pvn is None else self.pvn.state_dict(),
+                "ads": None if self.ads is None else self.ads.state_dict(),
             },
             staging / "state.pt",
         )
@@ -370,7 +398,11 @@ class PPO:
         ppo = cls(env, config)
         if ppo.names != saved["names"]:
             raise CheckpointError(f"{checkpoint}: components {saved['names']} differ from the environment's {ppo.names}")
+        if (ppo.pvn is None) != (tensors.get("pvn") is None):  # the head's parameters are in the optimizer
+            raise CheckpointError(f"{checkpoint}: pvn_coef cannot switch the PVN loss on or off when resuming")
         ppo.model.load_state_dict(tensors["model"])
+        if ppo.pvn is not None:
+            ppo.pvn.load_state_dict(tensors["pvn"])
         ppo.optimizer.load_state_dict(tensors["optimizer"])
         ppo.generator.set_state(tensors["generator"])
         torch.set_rng_state(tensors["torch"])
@@ -378,6 +410,8 @@ class PPO:
         random.setstate(tensors["python"])
         if ppo.exploration is not None:
             ppo.exploration.load_state_dict(tensors["exploration"], episodes=exact)
+        if ppo.ads is not None and tensors.get("ads") is not None:
+            ppo.ads.load_state_dict(tensors["ads"], episodes=exact)
         if exact:
             ppo.env.load_state_dict(tensors["env_state"])
             ppo._obs = tensors["obs"]

@@ -18,10 +18,13 @@ What follows the paper and what follows the released code (``google-research/pvn
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from polyreward.gym.config import GymConfig
 
 Rule = Literal["max", "policy"]
 
@@ -188,3 +191,74 @@ class PVNHead(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         """``[B, H] -> [B, A, M]``."""
         return self.linear(features).view(features.shape[0], self.num_actions, self.num_tasks)
+
+
+class PVNAuxiliary(nn.Module):
+    """The PVN loss as an auxiliary loss of a PPO actor-critic: frozen :class:`RandomIndicators` and a
+    :class:`PVNHead` on the critic trunk's features (``ActorCritic.features``).
+
+    ``calibrate(obs)`` once, on the first rollout's observations; then, per minibatch,
+    ``loss(model, features, actions, next_obs, terminated)`` with the ``features[B, H]`` of the PPO
+    forward pass (with gradient, so the trunk learns from the loss). ``ψ(s', ·)`` comes from the
+    online trunk and head without gradient (the released code uses a soft-updated target network).
+    Continuous actions: one ``ψ`` column (``num_actions=1``, action 0), the behaviour policy's
+    successor measure. ``state_dict`` holds the indicators' buffers and the head.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        hidden_dim: int,
+        num_actions: int,
+        num_tasks: int,
+        gamma: float,
+        rule: Rule = "max",
+        sparsity: float = 0.01,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.gamma, self.rule = float(gamma), rule
+        self.indicators = RandomIndicators(obs_dim, num_tasks, seed, sparsity)
+        self.head = PVNHead(hidden_dim, num_actions, num_tasks)
+
+    @classmethod
+    def from_config(cls, config: GymConfig, obs_dim: int, model: nn.Module) -> PVNAuxiliary:
+        """The ``pvn_*`` fields for an ``ActorCritic`` ``model`` (head width ``hidden_sizes[-1]``; one
+        column per discrete action, one for a continuous action); indicators seeded by ``config.seed``."""
+        actions = model.action_dim if model.discrete else 1
+        return cls(
+            obs_dim,
+            config.hidden_sizes[-1],
+            actions,
+            config.pvn_tasks,
+            config.pvn_gamma,
+            config.pvn_rule,
+            config.pvn_sparsity,
+            config.seed,
+        )
+
+    @property
+    def calibrated(self) -> bool:
+        return not bool(torch.isnan(self.indicators.threshold).any())
+
+    def calibrate(self, obs: Tensor) -> None:
+        """Fix the indicator sets from ``obs[..., D]`` (flattened to rows) unless already calibrated."""
+        if not self.calibrated:
+            self.indicators.calibrate(obs.reshape(-1, obs.shape[-1]))
+
+    def loss(self, model: nn.Module, features: Tensor, actions: Tensor, next_obs: Tensor, terminated: Tensor) -> Tensor:
+        """:func:`pvn_td_loss` of one minibatch -> scalar.
+
+        ``model``: an ``ActorCritic``; ``features[B, H]``: its ``features(obs)`` with gradient;
+        ``actions[B]`` (or ``[B, A]`` continuous: ignored); ``next_obs[B, D]``: the true ``s'``;
+        ``terminated[B]``: no bootstrap (truncation bootstraps). ``rule="policy"`` weighs ``ψ(s', ·)``
+        by the current policy's probabilities at ``s'``.
+        """
+        with torch.no_grad():
+            psi_next = self.head(model.features(next_obs))
+            probs = model.action_probs(next_obs) if self.rule == "policy" and model.discrete else None
+        if not model.discrete:
+            actions = torch.zeros(features.shape[0], dtype=torch.long, device=features.device)
+        return pvn_td_loss(
+            self.head(features), actions, self.indicators(next_obs), psi_next, self.gamma, self.rule, terminated, probs
+        )
