@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-EXAMPLE = re.compile(r"```python\n(.*?)```\n\n?```text\n(.*?)```", re.S)
+# The code may not contain a fence: a python block without output must not swallow the blocks after it.
+EXAMPLE = re.compile(r"```python\n((?:(?!```).)*?)```\n\n?```text\n(.*?)```", re.S)
 CASES = [
     pytest.param(code, expected, id=f"{path.relative_to(DOCS)}#{n}")
     for path in sorted(DOCS.rglob("*.md"))

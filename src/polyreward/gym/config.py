@@ -21,6 +21,8 @@ GlobalBonus = Literal["count", "rnd", "noveld"]
 BonusNorm = Literal["std", "none"]
 Vector = Literal["sync", "async"]
 Trunk = Literal["mlp", "moe"]
+ShapingMode = Literal["none", "pbrs", "naive"]
+ShapingTerminal = Literal["zero", "keep"]
 PVNRule = Literal["max", "policy"]
 ADSMetric = Literal["euclidean", "cosine"]
 
@@ -97,6 +99,15 @@ class GymConfig:
     pvn_sparsity: float = option(0.01, "PVN: fraction of the first rollout's states in each indicator set, in (0, 1)")
     pvn_rule: PVNRule = option("max", "PVN bootstrap at s': 'max' over actions per task, or 'policy' (the current pi)")
     pvn_gamma: float = option(0.99, "PVN: discount of the successor measure, in [0, 1)")
+    shaping: ShapingMode = option(
+        "none",
+        "component 'shaping': 'pbrs' pays gamma Phi(s') - Phi(s) (keeps the optimal policy), 'naive' pays Phi(s') "
+        "(progress as reward, for comparison)",
+    )
+    shaping_potential: str = option(
+        "", "the potential Phi(obs, env): a built-in ('minigrid_goal_distance') or 'package.module:function'"
+    )
+    shaping_terminal: ShapingTerminal = option("zero", "Phi after a terminal step: 'zero' (policy-invariant) or 'keep'")
     ads_demos: str = option(
         "", "ADS: .npy file of expert observation trajectories [N >= 2, T, obs_dim]; empty = off (gamma fixed)"
     )
@@ -119,6 +130,13 @@ class GymConfig:
     def __post_init__(self) -> None:
         self._check_bonus()
         self._check_auxiliary()
+        if (self.shaping == "none") != (self.shaping_potential == ""):
+            raise ConfigError(
+                f"shaping={self.shaping!r}, shaping_potential={self.shaping_potential!r}: give a potential exactly "
+                "when shaping is 'pbrs' or 'naive'"
+            )
+        if self.shaping != "none" and self.ads_demos:
+            raise ConfigError("shaping: potential-based shaping uses the fixed gamma; it cannot follow ads_demos' schedule")
         for name in ("num_envs", "num_steps", "total_steps", "epochs", "minibatches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")

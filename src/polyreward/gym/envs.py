@@ -26,6 +26,7 @@ from gymnasium.vector import AutoresetMode
 
 from polyreward.config import ConfigError
 from polyreward.gym.config import GymConfig, bonus_kinds
+from polyreward.gym.potentials import Shaping, resolve_potential
 from polyreward.gym.snapshot import restore_env, snapshot_env
 from polyreward.shaping import combine_bonuses
 
@@ -146,18 +147,30 @@ class ComponentWrapper(gym.Wrapper):
     """Puts the reward components of each step in ``info["polyreward/reward"]`` (``[K]`` float64).
 
     The components are the env's reward (scalar or vector), then ``float(info[key])`` for each of
-    ``info_keys``. The scalar reward passed on is their plain sum. With ``key_mode`` set, the state
+    ``info_keys``, then the ``shaping`` reward (:mod:`polyreward.gym.potentials`) when given. The
+    scalar reward passed on is their plain sum. With ``key_mode`` set, the state
     key for count bonuses goes to ``info["polyreward/state_key"]`` on reset and on every step.
     """
 
-    def __init__(self, env: gym.Env, env_id: str, info_keys: Sequence[str] = (), key_mode: str | None = None):
+    def __init__(
+        self,
+        env: gym.Env,
+        env_id: str,
+        info_keys: Sequence[str] = (),
+        key_mode: str | None = None,
+        shaping: Shaping | None = None,
+    ):
         super().__init__(env)
-        self.env_id, self.info_keys, self.key_mode = env_id, tuple(info_keys), key_mode
+        self.env_id, self.info_keys, self.key_mode, self.shaping = env_id, tuple(info_keys), key_mode, shaping
+        self._potential = resolve_potential(shaping.potential) if shaping else None
+        self._phi = 0.0
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
         if self.key_mode:
             info[STATE_KEY] = self._key(obs)
+        if self._potential is not None:
+            self._phi = float(self._potential(obs, self.env.unwrapped))
         return obs, info
 
     def step(self, action):
@@ -169,6 +182,10 @@ class ComponentWrapper(gym.Wrapper):
                     f"info_rewards: key {key!r} is not in the step info of {self.env_id!r}; info keys: {sorted(info)}"
                 )
             parts.append(np.asarray(info[key], dtype=np.float64).reshape(1))
+        if self.shaping is not None:
+            phi_next = float(self._potential(obs, self.env.unwrapped))
+            parts.append(np.array([self.shaping.reward(self._phi, phi_next, bool(terminated))]))
+            self._phi = phi_next
         vector = np.concatenate(parts)
         info[REWARD_KEY] = vector
         if self.key_mode:
@@ -413,11 +430,12 @@ class EnvBuilder:
     info_keys: tuple[str, ...] = ()
     key_mode: str | None = None
     snapshot: bytes | None = None  # a ComponentWrapper.snapshot() to resume instead of a fresh env
+    shaping: Shaping | None = None
 
     def __call__(self) -> gym.Env:
         if self.snapshot is not None:
             return restore_env(self.snapshot)
-        return ComponentWrapper(self.make(), self.env_id, self.info_keys, self.key_mode)
+        return ComponentWrapper(self.make(), self.env_id, self.info_keys, self.key_mode, self.shaping)
 
     def make(self) -> gym.Env:
         """The raw env, before :class:`ComponentWrapper` (subclasses build other kinds)."""
@@ -460,19 +478,24 @@ def vector_env(
 
     Errors: component names that collide; ``snapshots`` (one per builder) of the wrong count.
     """
-    names = [*own, *config.info_rewards] + (["bonus"] if config.bonus != "none" else [])
+    shaped = ["shaping"] if config.shaping != "none" else []
+    names = [*own, *config.info_rewards, *shaped] + (["bonus"] if config.bonus != "none" else [])
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"info_rewards / reward_names: component names {duplicates} are used twice in {names}")
     if snapshots is not None and len(snapshots) != len(builders):
         raise ConfigError(f"num_envs: {len(builders)} envs but {len(snapshots)} saved env snapshots")
+    if shaped:
+        resolve_potential(config.shaping_potential)  # a bad name fails here, not in a worker
+        shaping = Shaping(config.shaping, config.shaping_potential, config.gamma, config.shaping_terminal)
+        builders = [dataclasses.replace(b, shaping=shaping) for b in builders]
     if snapshots is not None:
         builders = [dataclasses.replace(b, snapshot=s) for b, s in zip(builders, snapshots, strict=True)]
     vector_cls = gym.vector.SyncVectorEnv if config.vector == "sync" else gym.vector.AsyncVectorEnv
     vec = vector_cls(list(builders), autoreset_mode=AutoresetMode.DISABLED)
     return RewardVecEnv(
         vec,
-        [*own, *config.info_rewards],
+        [*own, *config.info_rewards, *shaped],
         config.bonus,
         config.bonus_global_coef,
         task_names,

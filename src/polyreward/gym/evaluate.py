@@ -22,6 +22,7 @@ from polyreward.gym.config import GymConfig, resolve_weights
 from polyreward.gym.envs import RewardVecEnv, make_vec_env
 
 Policy = Callable[[np.ndarray], np.ndarray]
+TASK_ONLY = {"bonus": "none", "shaping": "none", "shaping_potential": ""}  # evaluation scores the task's own rewards
 
 
 @dataclasses.dataclass
@@ -53,7 +54,7 @@ def evaluate(
     """Run ``episodes`` full episodes and record each one's return per reward component.
 
     ``policy``: a :class:`~polyreward.gym.ppo.PPO` (then ``env`` defaults to its config without the
-    exploration bonus, sync, at most 8 envs) or a function ``obs[E, D] -> actions[E]``. Each env runs
+    exploration bonus and shaping, sync, at most 8 envs) or a function ``obs[E, D] -> actions[E]``. Each env runs
     ``ceil(episodes / E)`` episodes from its own reset, so short episodes are not over-represented.
     """
     if episodes < 1:
@@ -63,7 +64,7 @@ def evaluate(
     if owned:
         config = _eval_config(policy, env, "evaluate")
         n = min(episodes, 8)
-        env = make_vec_env(dataclasses.replace(config, bonus="none", vector="sync", num_envs=n, minibatches=1))
+        env = make_vec_env(dataclasses.replace(config, vector="sync", num_envs=n, minibatches=1, **TASK_ONLY))
     try:
         per_env = _episodes_per_env(act, env, [math.ceil(episodes / env.num_envs)] * env.num_envs, seed)
     finally:
@@ -179,7 +180,7 @@ def evaluate_success(
         kwargs = {**config.env_kwargs, "terminate_on_success": True} if is_metaworld(config.env_id) else config.env_kwargs
         info = list(config.info_rewards) + ([] if "success" in config.info_rewards else ["success"])
         env = make_vec_env(
-            dataclasses.replace(config, bonus="none", vector="sync", env_kwargs=kwargs, info_rewards=info, minibatches=1)
+            dataclasses.replace(config, vector="sync", env_kwargs=kwargs, info_rewards=info, minibatches=1, **TASK_ONLY)
         )
     try:
         if "success" not in env.names:

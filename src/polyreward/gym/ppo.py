@@ -39,6 +39,7 @@ from polyreward.lm.loss import clipped_surrogate
 from polyreward.runlog import RunLog
 
 Callback = Callable[["PPO", dict[str, float]], "bool | None"]
+INTRINSIC = ("bonus", "shaping")  # components that steer training but are not the task's objective
 
 
 @dataclasses.dataclass
@@ -243,7 +244,7 @@ class PPO:
         :class:`ExplorationBonus` (the episode returns of ``"bonus"`` in ``ep_returns[t][M_t, K]``
         follow it), and ``reward_clip`` on the other components (their episode returns stay raw)."""
         metrics: dict[str, float] = {}
-        task = [k for k, name in enumerate(self.names) if name != "bonus"]
+        task = [k for k, name in enumerate(self.names) if name not in INTRINSIC]
         if self.config.reward_clip > 0:
             rewards[..., task] = rewards[..., task].clip(-self.config.reward_clip, self.config.reward_clip)
         if self.exploration is not None:
@@ -437,7 +438,7 @@ class PPO:
         if len(returns) == 0:
             return {}
         means = returns.mean(0)
-        task = [i for i, name in enumerate(self.names) if name != "bonus"]
+        task = [i for i, name in enumerate(self.names) if name not in INTRINSIC]
         weighted = returns[:, task] @ self.weights.numpy()[task]
         out = {f"reward/{name}/episodic_return": float(m) for name, m in zip(self.names, means, strict=True)}
         out.update(

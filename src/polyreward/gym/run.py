@@ -46,7 +46,9 @@ def evaluate(config: GymConfig, run_dir: str | None = None, episodes: int = 10) 
         "step": ppo.global_step,
         "episodes": len(result.returns),
         **{f"return/{name}": value for name, value in result.mean.items()},
-        "return/weighted": result.weighted(dict(zip(ppo.names, ppo.weights.tolist(), strict=True))),
+        "return/weighted": result.weighted(
+            {n: w for n, w in zip(ppo.names, ppo.weights.tolist(), strict=True) if n in result.names}
+        ),
         "episode_length": float(result.lengths.mean()),
     }
     (path / "eval.json").write_text(json.dumps(out, indent=2))
