@@ -26,11 +26,19 @@ def _float_tensor(value: ArrayLike, field: str) -> Tensor:
     else:
         try:
             tensor = torch.as_tensor(_none_to_nan(value))
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, RuntimeError) as err:  # torch raises all three for bad input
             raise TypeError(f"RewardBatch.{field}: expected numbers (or None), could not convert: {err}") from err
     if tensor.dtype == torch.bool or not (tensor.is_floating_point() or _is_integer(tensor)):
         raise TypeError(f"RewardBatch.{field}: expected a float or integer tensor, got dtype {tensor.dtype}")
     return tensor if tensor.is_floating_point() else tensor.to(torch.get_default_dtype())
+
+
+def _as_tensor(value: ArrayLike, field: str, expected: str, **kwargs: Any) -> Tensor:
+    """``torch.as_tensor`` whose failures name the field (torch raises TypeError, ValueError or RuntimeError)."""
+    try:
+        return torch.as_tensor(value, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"RewardBatch.{field}: expected {expected}, could not convert: {err}") from err
 
 
 def _none_to_nan(value: ArrayLike) -> ArrayLike:
@@ -95,14 +103,14 @@ class RewardBatch:
                 f"length {rewards.shape[0]}; for one reward use rewards[:, None]"
             )
         _check_shape(rewards, "rewards", ("N", "K"), "samples x rewards")
-        if torch.isinf(rewards).any():
-            row, col = torch.nonzero(torch.isinf(rewards))[0].tolist()
-            raise ValueError(f"RewardBatch.rewards: reward {list(self.names)[col]!r} is infinite at row {row}")
         n, k = rewards.shape
         if n == 0 or k == 0:
             raise ValueError(f"RewardBatch.rewards: expected at least one sample and one reward, got shape {(n, k)}")
+        self.names = self._check_names(self.names, k)  # before the inf check, whose message names the reward
+        if torch.isinf(rewards).any():
+            row, col = torch.nonzero(torch.isinf(rewards))[0].tolist()
+            raise ValueError(f"RewardBatch.rewards: reward {self.names[col]!r} is infinite at row {row}")
         self.rewards = rewards
-        self.names = self._check_names(self.names, k)
         self.weights = self._check_weights(self.weights, k, rewards.dtype, rewards.device)
         self.group_ids = self._check_group_ids(self.group_ids, n, rewards.device)
         uniques, first_seen_index = dense_index(self.group_ids)
@@ -113,7 +121,10 @@ class RewardBatch:
     def _check_names(names: Sequence[str], k: int) -> tuple[str, ...]:
         if isinstance(names, str):
             raise TypeError(f"RewardBatch.names: expected a sequence of K={k} strings, got the string {names!r}")
-        names = tuple(names)
+        try:
+            names = tuple(names)
+        except TypeError:
+            raise TypeError(f"RewardBatch.names: expected a sequence of K={k} strings, got {names!r}") from None
         if len(names) != k:
             raise ValueError(f"RewardBatch.names: expected K={k} names (one per rewards column), got {len(names)}")
         for i, name in enumerate(names):
@@ -137,7 +148,7 @@ class RewardBatch:
     def _check_group_ids(group_ids: ArrayLike | None, n: int, device: torch.device) -> Tensor:
         if group_ids is None:
             return torch.zeros(n, dtype=torch.long, device=device)
-        ids = group_ids if isinstance(group_ids, Tensor) else torch.as_tensor(group_ids)
+        ids = group_ids if isinstance(group_ids, Tensor) else _as_tensor(group_ids, "group_ids", "integers")
         if not _is_integer(ids):
             raise TypeError(f"RewardBatch.group_ids: expected integers (prompt index per sample), got {ids.dtype}")
         _check_shape(ids, "group_ids", (n,), "one group id per sample")
@@ -146,12 +157,13 @@ class RewardBatch:
     def _check_optional_fields(self, n: int) -> None:
         dtype, device = self.rewards.dtype, self.rewards.device
         if self.response_mask is not None:
-            self.response_mask = torch.as_tensor(self.response_mask, device=device).bool()
+            self.response_mask = _as_tensor(self.response_mask, "response_mask", "a bool mask", device=device).bool()
             _check_shape(self.response_mask, "response_mask", (n, "L"), "samples x response tokens")
         if self.turn_rewards is not None:
             turns = _float_tensor(self.turn_rewards, "turn_rewards").to(dtype=dtype, device=device)
             _check_shape(turns, "turn_rewards", (n, "T"), "samples x turns")
-            mask = ~torch.isnan(turns) if self.turn_mask is None else torch.as_tensor(self.turn_mask).bool()
+            given = self.turn_mask
+            mask = ~torch.isnan(turns) if given is None else _as_tensor(given, "turn_mask", "a bool mask").bool()
             _check_shape(mask, "turn_mask", tuple(turns.shape), "samples x turns, like turn_rewards")
             if torch.isnan(turns[mask]).any():
                 raise ValueError("RewardBatch.turn_rewards: NaN inside a turn that turn_mask marks as present")
@@ -164,8 +176,8 @@ class RewardBatch:
         if (self.terminated is None) != (self.truncated is None):
             raise ValueError("RewardBatch.terminated / truncated: give both (step batches) or neither")
         if self.terminated is not None:
-            self.terminated = torch.as_tensor(self.terminated, device=device).bool()
-            self.truncated = torch.as_tensor(self.truncated, device=device).bool()
+            self.terminated = _as_tensor(self.terminated, "terminated", "bools", device=device).bool()
+            self.truncated = _as_tensor(self.truncated, "truncated", "bools", device=device).bool()
             _check_shape(self.terminated, "terminated", ("T", "E"), "time steps x environments")
             _check_shape(self.truncated, "truncated", tuple(self.terminated.shape), "like terminated")
             if self.terminated.numel() != n:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -36,7 +37,7 @@ def from_mapping(cls: type[C], values: dict[str, Any], source: str) -> C:
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=3)
+            close = difflib.get_close_matches(str(key), fields, n=3)  # YAML keys may be numbers or null
             hint = f"; did you mean {close}?" if close else f"; known keys: {sorted(fields)}"
             raise ConfigError(f"{source}: unknown key {key!r}{hint}")
         kwargs[key] = _coerce(value, hints[key], f"{source}: {key}")
@@ -55,10 +56,7 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        loaded = _read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}")
         values.update(loaded)
@@ -66,7 +64,10 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value")
         key, raw = item.split("=", 1)
-        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: not valid YAML ({err})") from err
     source = str(path) if path is not None else "config"
     return from_mapping(cls, values, source + (" + --set" if overrides else ""))
 
@@ -79,18 +80,30 @@ def trainer_kind(path: str | Path | None = None, overrides: list[str] | None = N
     kind: Any = "lm"
     if path is not None and Path(path).is_file():
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except yaml.YAMLError:
+            loaded = _read_yaml(Path(path))
+        except ConfigError:
             loaded = None  # load_config reports the YAML error with its position
         if isinstance(loaded, dict):
             kind = loaded.get("trainer", kind)
     for item in overrides or []:
         key, _, raw = item.partition("=")
         if key.strip() == "trainer":
-            kind = yaml.safe_load(raw)
+            try:
+                kind = yaml.safe_load(raw)
+            except yaml.YAMLError as err:
+                raise ConfigError(f"--set {item!r}: not valid YAML ({err})") from err
     if kind not in TRAINERS:
         raise ConfigError(f"{path or 'config'}: trainer={kind!r} is not one of {list(TRAINERS)}")
     return kind
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not valid UTF-8 text ({err})") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
 
 
 def to_mapping(config: Any) -> dict[str, Any]:
@@ -130,13 +143,15 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):  # YAML 1.1 reads "2e-5" (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
+    if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:  # a string: YAML 1.1 reads "2e-5" (no dot) as one
+            number = float(value)
+        except (ValueError, OverflowError):
+            number = None
+        if number is not None and not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        if number is not None:
+            return number
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint is str and isinstance(value, str):

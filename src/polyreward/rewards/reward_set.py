@@ -130,7 +130,7 @@ class RewardSet:
         on_ray = self._ray.submit(remote, call) if self._ray is not None and remote else {}
         outcomes = dict(zip([c.name for c in asynchronous], _run_async(asynchronous, call), strict=True))
         outcomes.update({c.name: _run_inline(c, call) for c in inline})
-        outcomes.update({c.name: self._collect(c, pending[c.name]) for c in process})
+        outcomes.update({c.name: self._collect(c, pending[c.name], call) for c in process})
         outcomes.update({name: future.result() for name, future in on_ray.items()})
 
         columns_out, failures, metrics = [], [], {}
@@ -146,18 +146,22 @@ class RewardSet:
         return ScoredRewards(batch=batch, metrics=metrics, failures=failures)
 
     # ------------------------------------------------------------------ process pool
-    def _submit(self, component: RewardComponent, call: _Call) -> tuple[float, list[tuple[list[int], Any]]]:
-        """Send the samples in chunks (4 per worker); returns ``(start time, [(indices, async result)])``."""
+    def _submit(self, component: RewardComponent, call: _Call) -> _Submitted:
+        """Send the samples in chunks (4 per worker); returns ``(start time, pool, [(indices, async result)])``."""
         if self._pool is None:
             self._pool = multiprocessing.get_context("forkserver").Pool(self.workers)
         # several chunks per worker balance uneven per-sample cost (the pool hands them out as workers free up)
         chunks = [idx for idx in _split(len(call.completions), 4 * self.workers) if idx]
         jobs = [(idx, self._pool.apply_async(_call_chunk, (component.fn, *call.subset(idx)))) for idx in chunks]
-        return time.perf_counter(), jobs
+        return time.perf_counter(), self._pool, jobs
 
-    def _collect(self, component: RewardComponent, submitted: tuple[float, list[tuple[list[int], Any]]]) -> _Outcome:
+    def _collect(self, component: RewardComponent, submitted: _Submitted, call: _Call) -> _Outcome:
         """Gather the chunks; a timeout kills the pool (workers stuck in the function die with it)."""
-        start, jobs = submitted
+        start, pool, jobs = submitted
+        if pool is not self._pool and not all(job.ready() for _, job in jobs):
+            # another reward's timeout killed the pool that held these chunks: their results would
+            # never arrive (a wait without timeout would block forever), so send them again
+            start, pool, jobs = self._submit(component, call)
         chunks = []
         for idx, job in jobs:
             remaining = None if component.timeout_s is None else component.timeout_s - (time.perf_counter() - start)
@@ -197,6 +201,9 @@ class RewardSet:
             for c in self.components
         ]
         return f"RewardSet([{', '.join(parts)}])"
+
+
+_Submitted = tuple[float, Any, list[tuple[list[int], Any]]]  # (start time, pool, [(indices, async result)])
 
 
 @dataclasses.dataclass
