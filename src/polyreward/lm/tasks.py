@@ -18,6 +18,7 @@ from polyreward.rewards.catalog import build_rewards
 from polyreward.rewards.format import format_reward
 from polyreward.rewards.reasoning_gym import reasoning_gym_reward, reasoning_gym_task
 from polyreward.rewards.text import completion_text
+from polyreward.rm.verdict_task import is_verdict_task, verdict_task
 
 SYSTEM = "You are a calculator. Reply with the result inside <answer></answer> tags."
 
@@ -70,11 +71,14 @@ def build_task(config: TrainConfig) -> tuple[PromptSource, RewardSet]:
         dataset = config.task.split(":", 1)[1]
         rows = reasoning_gym_task(dataset, size=config.task_size, seed=config.seed)
         defaults = [reasoning_gym_reward(), format_reward(tags=("answer",))]
+    elif is_verdict_task(config.task):  # judge preference pairs (polyreward.rm.verdict_task)
+        rows, defaults = verdict_task(config.task, config.task_size, config.seed)
     elif config.task.endswith((".jsonl", ".json", ".parquet", ".csv")):
         rows, defaults = load_rows(config.task, config.prompt_column), []
     else:
         raise ValueError(
-            f"task {config.task!r}: expected 'arithmetic', 'reasoning_gym:<dataset>' or a .jsonl/.json/.parquet/.csv file"
+            f"task {config.task!r}: expected 'arithmetic', 'reasoning_gym:<dataset>', "
+            "'verdict:<pairs file or synthetic>' or a .jsonl/.json/.parquet/.csv file"
         )
     rewards = build_rewards(config.rewards) if config.rewards else defaults
     if not rewards:

@@ -13,6 +13,11 @@ from polyreward.rm.losses import Denoise
 
 @dataclasses.dataclass
 class RMConfig:
+    kind: Literal["bt", "pairwise", "vpl"] = option(
+        "bt",
+        "'bt': Bradley-Terry reward model (K heads); 'pairwise': generative A/B judge (Pairwise-RL); 'vpl': "
+        "user-conditioned reward model (VPL)",
+    )
     # model
     model: str = option(DEFAULT_MODEL, "local HF causal-LM directory (the backbone), or the built-in 'smollm2-135m'")
     dtype: Dtype = option("float32", "parameter dtype: float32 or bfloat16")
@@ -30,6 +35,12 @@ class RMConfig:
     on_invalid: OnInvalid = option("raise", "malformed rows: 'raise' (error naming file and row) or 'skip' (counted)")
     synthetic_size: int = option(512, "pairs generated for train_data='synthetic' (and for eval_data='synthetic')")
     synthetic_flip_fraction: float = option(0.0, "share of generated training pairs with chosen/rejected swapped")
+    both_orderings: bool = option(True, "kind=pairwise: show every pair in both orders (labels swapped)")
+    # VPL (kind=vpl)
+    user_column: str = option("user", "kind=vpl: column holding the id of the user who labelled the pair")
+    vpl_latent_dim: int = option(8, "kind=vpl: dimension D of the user latent z")
+    vpl_kl_weight: float = option(0.1, "kind=vpl: beta, the weight of KL(q(z | context) || N(0, I)) in the ELBO")
+    vpl_context_pairs: int = option(8, "kind=vpl: C labelled pairs per user that the encoder reads (and C targets)")
     # preference strength (Secrets of RLHF II)
     ensemble_size: int = option(0, "M reward models trained first to measure preference strength; 0 = none")
     ensemble_epochs: int = option(1, "epochs of each ensemble member")
@@ -55,7 +66,17 @@ class RMConfig:
     output_dir: str = option("runs/rm", "run directory: metrics.jsonl, eval.json, model/")
 
     def __post_init__(self) -> None:
-        for name in ("max_length", "epochs", "batch_size", "synthetic_size", "ensemble_epochs"):
+        if self.vpl_kl_weight < 0:
+            raise ConfigError(f"vpl_kl_weight: must be >= 0, got {self.vpl_kl_weight}")
+        for name in (
+            "max_length",
+            "epochs",
+            "batch_size",
+            "synthetic_size",
+            "ensemble_epochs",
+            "vpl_latent_dim",
+            "vpl_context_pairs",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         for name in ("ensemble_size", "weight_decay", "max_grad_norm", "contrastive_weight", "threads"):
@@ -72,5 +93,15 @@ class RMConfig:
             raise ConfigError(
                 f"denoise={self.denoise!r} / margin={self.margin!r} need the preference strength: set ensemble_size >= 1"
             )
+        if self.kind != "bt":
+            bt_only = {
+                "objectives": self.objectives,
+                "ensemble_size": self.ensemble_size,
+                "contrastive_weight": self.contrastive_weight,
+                "freeze_backbone": self.freeze_backbone and self.kind == "pairwise",
+            }
+            used = [name for name, value in bt_only.items() if value]
+            if used:
+                raise ConfigError(f"kind={self.kind!r}: {used} apply to kind='bt' only (one preference, no heads)")
         if len(set(self.objectives)) != len(self.objectives):
             raise ConfigError(f"objectives: names must be distinct, got {self.objectives}")

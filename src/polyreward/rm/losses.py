@@ -23,6 +23,7 @@ smoothed), which is Eq. 2 for ``t = 1, m = 0``, Eq. 5 for ``t = 1 - alpha``, Eq.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -145,3 +146,32 @@ def vpl_elbo(delta: Tensor, kl: Tensor, beta: float, mask: Tensor | None = None)
     if mask is not None:
         logp = logp * mask.to(logp.dtype)
     return logp.sum(-1) - beta * kl
+
+
+def label_token_loss(logits: Tensor, label_ids: Sequence[Sequence[int]], target: Tensor) -> Tensor:
+    """Cross-entropy of a judge's answer token (Pairwise-RL's generative RM, arXiv 2504.04950), mean over N.
+
+    logits: ``[N, V]`` next-token logits at the answer position; ``label_ids[l]``: the token ids that spell label
+    ``l`` (e.g. ``"A"`` and ``" A"``); target: ``[N]`` label index. The loss is ``-log sum_{v in ids(t)} softmax(
+    logits)_v`` over the whole vocabulary, so every spelling the judge later reads counts as the label.
+    """
+    log_probs = logits.float().log_softmax(-1)
+    per_label = torch.stack([log_probs[:, list(ids)].logsumexp(-1) for ids in label_ids], -1)  # [N, L]
+    return -per_label.gather(1, target.long()[:, None]).mean()
+
+
+def position_consistency(p_first: Tensor, p_second: Tensor) -> dict[str, Tensor]:
+    """A pairwise judge's verdicts on N pairs shown in both orders.
+
+    p_first: ``[N]`` P(judge picks slot A | the preferred response is in slot A); p_second: ``[N]`` P(picks slot B |
+    the preferred response is in slot B), both normalized over the two labels. Returns scalars:
+    ``accuracy`` (verdicts right, over the 2N orderings, ties half), ``consistency`` (pairs whose two verdicts pick
+    the same response, whichever it is) and ``win_accuracy`` (pairs with ``(p_first + p_second) / 2 > 0.5``, the
+    averaged score ``judge_reward(mode="pairwise")`` gives; ties half).
+    """
+    right = lambda p: (p > 0.5).float() + 0.5 * (p == 0.5).float()  # noqa: E731
+    return {
+        "accuracy": torch.cat([right(p_first), right(p_second)]).mean(),
+        "consistency": ((p_first > 0.5) == (p_second > 0.5)).float().mean(),
+        "win_accuracy": right((p_first + p_second) / 2).mean(),
+    }

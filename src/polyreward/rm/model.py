@@ -10,7 +10,7 @@ through :func:`polyreward.rewards.reward_model_reward` (``label=<objective>``), 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,8 @@ class RewardModel(nn.Module):
         if not (path / META_FILE).is_file():
             raise FileNotFoundError(f"{path}: not a polyreward reward model (no {META_FILE})")
         meta = json.loads((path / META_FILE).read_text())
+        if meta.get("kind") == "pairwise":
+            raise ValueError(f"{path}: a pairwise judge (a causal LM); load it with judge_reward(path, mode='pairwise')")
         classifier = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         return cls(classifier.to(device).eval(), tokenizer, chat=meta["chat"], template=meta["template"])
@@ -207,11 +209,26 @@ def reward_functions(
 
 
 def _head_function(scorer: _SharedScorer, column: int, name: str):
+    return named_reward(name, scorer.model, lambda prompts, completions: scorer(prompts, completions)[:, column])
+
+
+def named_reward(name: str, model: nn.Module, score: Callable[[list, list], Tensor]):
+    """A reward function ``f(prompts, completions, **kw) -> list[float]`` named ``name`` and carrying ``.model``.
+
+    ``score(prompts, completions) -> [N]`` rewards; a length mismatch or a non-finite reward is a ``ValueError``
+    naming the reward and the sample (the shared shape of every model-backed reward in this package).
+    """
+
     def reward(prompts, completions, **_) -> list[float | None]:
-        return scorer(prompts, completions)[:, column].tolist()
+        if len(prompts) != len(completions):
+            raise ValueError(f"{name}: {len(prompts)} prompts for {len(completions)} completions")
+        values = score(list(prompts), list(completions))
+        if not torch.isfinite(values).all():
+            raise ValueError(f"{name}: non-finite reward for sample {int((~torch.isfinite(values)).nonzero()[0])}")
+        return values.tolist()
 
     reward.__name__ = reward.__qualname__ = name
-    reward.model = scorer.model  # type: ignore[attr-defined]
+    reward.model = model  # type: ignore[attr-defined]
     return reward
 
 
@@ -229,13 +246,7 @@ def directional_reward(
     if vector.shape != (len(rm.objectives),):
         raise ValueError(f"direction needs one weight per head {list(rm.objectives)}, got {list(direction)}")
     scorer = _SharedScorer(rm, batch_size)
-
-    def reward(prompts, completions, **_) -> list[float | None]:
-        return directional_rewards(scorer(prompts, completions), vector).tolist()
-
-    reward.__name__ = reward.__qualname__ = name
-    reward.model = rm  # type: ignore[attr-defined]
-    return reward
+    return named_reward(name, rm, lambda prompts, completions: directional_rewards(scorer(prompts, completions), vector))
 
 
 def reward_components(model: RewardModel | str | Path, objectives: Sequence[str] | None = None, **kwargs: Any) -> list:

@@ -34,6 +34,8 @@ from polyreward.rm.losses import (
     simcse_loss,
 )
 from polyreward.rm.model import RewardModel
+from polyreward.rm.pairwise import PairwiseJudge, evaluate_judge, fit_judge
+from polyreward.rm.vpl import train_vpl
 from polyreward.runlog import RunLog
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -232,8 +234,13 @@ def train(config: RMConfig, progress: bool = True) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(to_mapping(config), indent=2))
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a new run replaces the old records (no resume)
+    if config.kind == "vpl":
+        log = RunLog(run_dir, tensorboard=False)
+        return _save_run(run_dir, config, *train_vpl(config, log), log)
     train_pairs, held_out = load_data(config)
     log = RunLog(run_dir, tensorboard=False)
+    if config.kind == "pairwise":
+        return _train_pairwise(config, run_dir, train_pairs, held_out, log)
     targets = margins = None
     if config.ensemble_size:
         _, mu, sigma = ensemble_strength(config, train_pairs, progress)
@@ -258,6 +265,38 @@ def train(config: RMConfig, progress: bool = True) -> Path:
         "skipped_rows": len(train_pairs.skipped) + len(held_out.skipped),
         **evaluate_pairs(model, held_out, config.max_length),
     }
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    model.save(run_dir / "model", extra={"train_config": to_mapping(config), "eval": result})
+    log.close()
+    return run_dir
+
+
+def _train_pairwise(config: RMConfig, run_dir: Path, train_pairs: PairSet, held_out: PairSet, log: RunLog) -> Path:
+    """``kind: pairwise``: fine-tune the backbone as an A/B judge (:mod:`polyreward.rm.pairwise`) and save it."""
+    torch.manual_seed(config.seed)
+    judge = PairwiseJudge.from_pretrained(resolve_model_path(config.model), _DTYPES[config.dtype])
+    judge.model.to(config.device)
+    if config.freeze_embeddings:
+        judge.model.get_input_embeddings().weight.requires_grad_(False)
+    fit_judge(
+        judge,
+        train_pairs,
+        both_orderings=config.both_orderings,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        seed=config.seed,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        held_out=held_out,
+        log=log,
+    )
+    result = {"train_pairs": len(train_pairs), "held_out_pairs": len(held_out), **evaluate_judge(judge, held_out)}
+    return _save_run(run_dir, config, judge, result, log)
+
+
+def _save_run(run_dir: Path, config: RMConfig, model, result: dict[str, Any], log: RunLog) -> Path:
+    """``eval.json`` and ``model/`` (``model.save(path, extra=...)``) of a pairwise or VPL run; closes the log."""
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     model.save(run_dir / "model", extra={"train_config": to_mapping(config), "eval": result})
     log.close()

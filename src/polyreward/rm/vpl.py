@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from polyreward.rm.data import PreferencePair, users_of
+from polyreward.rm.data import GeneratedUsers, PairSet, PreferencePair, load_pairs, user_pairs, users_of
 from polyreward.rm.losses import gaussian_kl, vpl_elbo
-from polyreward.rm.model import RewardModel, last_token_index
+from polyreward.rm.model import RewardModel, last_token_index, named_reward
 
 HEADS_FILE = "vpl_heads.pt"
 #: Initial ``logvar`` bias: small posterior noise at the start, so z carries the context before the KL term
@@ -305,15 +305,86 @@ def vpl_reward_function(
     are ``context``: ``r(x, y, z)`` with ``z`` the posterior mean. Carries ``.model`` and ``.z``."""
     vpl = model if isinstance(model, VPLRewardModel) else VPLRewardModel.load(model, device)
     z, _ = vpl.user_latent(context)
-
-    def reward(prompts, completions, **_) -> list[float | None]:
-        if len(prompts) != len(completions):
-            raise ValueError(f"{name}: {len(prompts)} prompts for {len(completions)} completions")
-        values = vpl.score(list(prompts), list(completions), z, batch_size)
-        if not torch.isfinite(values).all():
-            raise ValueError(f"{name}: non-finite reward for sample {int((~torch.isfinite(values)).nonzero()[0])}")
-        return values.tolist()
-
-    reward.__name__ = reward.__qualname__ = name
-    reward.model, reward.z = vpl, z  # type: ignore[attr-defined]
+    reward = named_reward(name, vpl, lambda prompts, completions: vpl.score(prompts, completions, z, batch_size))
+    reward.z = z  # type: ignore[attr-defined]
     return reward
+
+
+# ---------------------------------------------------------------- ``polyreward rm train`` with ``kind: vpl``
+
+
+def load_user_data(config) -> tuple[GeneratedUsers | PairSet, GeneratedUsers | PairSet]:
+    """(train, held-out) pairs with users for an :class:`~polyreward.rm.config.RMConfig` of ``kind="vpl"``.
+
+    ``synthetic``: :func:`~polyreward.rm.data.user_pairs` with ``2 * vpl_context_pairs`` pairs per user,
+    ``synthetic_size`` pairs in all, from a pool of ``synthetic_size // 4`` distinct conflict pairs; the held-out
+    users (``eval_data: synthetic``, or ``""`` with synthetic training data) have their own pool and seed.
+    Files need ``user_column``; ``eval_data: ""`` with a file holds out ``eval_fraction`` of the users.
+    """
+    per_user = 2 * config.vpl_context_pairs
+    n_users = max(2, config.synthetic_size // per_user)
+
+    def synthetic(seed: int, prefix: str) -> GeneratedUsers:
+        pool = max(per_user, config.synthetic_size // 4)
+        return user_pairs(n_users, per_user, pool_size=pool, seed=seed, prefix=prefix)
+
+    columns = dict(
+        prompt_column=config.prompt_column,
+        chosen_column=config.chosen_column,
+        rejected_column=config.rejected_column,
+        on_invalid=config.on_invalid,
+        user_column=config.user_column,
+    )
+    train = synthetic(config.seed, "user") if config.train_data == "synthetic" else load_pairs(config.train_data, **columns)
+    if config.eval_data == "synthetic" or (config.eval_data == "" and config.train_data == "synthetic"):
+        return train, synthetic(config.seed + 1_000_003, "heldout")
+    if config.eval_data:
+        return train, load_pairs(config.eval_data, **columns)
+    names = list(users_of(train.pairs))
+    random.Random(config.seed).shuffle(names)
+    n_eval = round(config.eval_fraction * len(names))
+    if not 0 < n_eval < len(names):
+        raise ValueError(f"eval_fraction={config.eval_fraction} leaves no users on one side of {len(names)} users")
+    held = set(names[:n_eval])
+    part = lambda keep: PairSet([p for p in train.pairs if (p.user in held) == keep], train.objectives, train.source)  # noqa: E731
+    return part(False), part(True)
+
+
+def train_vpl(config, log) -> tuple[VPLRewardModel, dict[str, Any]]:
+    """Train a :class:`VPLRewardModel` from ``config`` (``kind="vpl"``; ``batch_size`` counts users per step);
+    returns it and its held-out metrics (per-user accuracy, mean over users and per user type)."""
+    from polyreward.lm.model import resolve_model_path
+
+    train, held_out = load_user_data(config)
+    types = {**getattr(train, "user_types", {}), **getattr(held_out, "user_types", {})}
+    train_pairs, held_pairs = (getattr(d, "pairs", d).pairs for d in (train, held_out))
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[config.dtype]
+    backbone = RewardModel.from_backbone(resolve_model_path(config.model), ("reward",), dtype=dtype, seed=config.seed)
+    if config.freeze_backbone:
+        backbone.requires_grad_(False)
+    elif config.freeze_embeddings:
+        backbone.classifier.get_input_embeddings().weight.requires_grad_(False)
+    torch.manual_seed(config.seed)
+    model = VPLRewardModel(backbone, config.vpl_latent_dim).to(config.device)
+    c = config.vpl_context_pairs
+
+    def evaluate(m: VPLRewardModel) -> dict[str, float]:
+        return accuracy_summary(user_accuracy(m, held_pairs, c, config.max_length), types)
+
+    fit_vpl(
+        model,
+        train_pairs,
+        epochs=config.epochs,
+        users_per_step=config.batch_size,
+        n_context=c,
+        beta=config.vpl_kl_weight,
+        learning_rate=config.learning_rate,
+        seed=config.seed,
+        max_length=config.max_length,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        log=log,
+    )
+    result = {"train_pairs": len(train_pairs), "held_out_pairs": len(held_pairs), **evaluate(model)}
+    log.log(-(-len(users_of(train_pairs)) // config.batch_size) * config.epochs, result)
+    return model, result
