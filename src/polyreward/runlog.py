@@ -46,10 +46,15 @@ class RunLog:
                 handle.write(json.dumps({"step": step, **sample}) + "\n")
 
     def truncate_after(self, step: int) -> None:
-        """Drop records with ``step > step`` (resuming from a checkpoint taken after ``step``)."""
+        """Drop records with ``step > step`` (resuming from a checkpoint taken after ``step``), and a
+        last line left unterminated by a process killed while writing it."""
         for path in (self.metrics_path, self.samples_path):
             if path.exists():
-                kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+                text = path.read_text()
+                lines = text.splitlines()
+                if lines and not text.endswith("\n"):
+                    lines.pop()  # a partial record: written after the checkpoint, so dropped anyway
+                kept = [line for number, line in enumerate(lines, 1) if _record_step(path, number, line) <= step]
                 path.write_text("".join(line + "\n" for line in kept))
 
     def close(self) -> None:
@@ -69,6 +74,13 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}, line {number}: corrupt record ({err.msg})") from err
     return records
+
+
+def _record_step(path: Path, number: int, line: str) -> int:
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}, line {number}: corrupt record, cannot resume past it ({err})") from err
 
 
 def _jsonable(value: Any) -> Any:

@@ -7,6 +7,8 @@ version (10 points) is ``benchmarks/reliability_kill_resume.py``.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from polyreward.checkpoint import CheckpointError, latest_checkpoint
@@ -35,3 +37,19 @@ def test_killed_during_the_first_save_leaves_nothing_that_resume_would_load(tiny
     assert killed.returncode < 0
     with pytest.raises(CheckpointError, match=r"no complete checkpoint \(found \['step-0000001.partial'\]\)"):
         latest_checkpoint(tmp_path / "run")
+
+
+def test_resume_drops_a_record_cut_by_the_kill_and_names_a_corrupt_one(tmp_path):
+    from polyreward.runlog import RunLog
+
+    log = RunLog(tmp_path, tensorboard=False)
+    for step in (1, 2, 3):
+        log.log(step, {"loss": float(step)})
+    with log.samples_path.open("w") as handle:
+        handle.write('{"step": 1, "completion": "a"}\n{"step": 2, "comp')  # killed mid-write
+    log.truncate_after(2)
+    assert [json.loads(line)["step"] for line in log.metrics_path.read_text().splitlines()] == [1, 2]
+    assert log.samples_path.read_text() == '{"step": 1, "completion": "a"}\n'
+    log.metrics_path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl, line 2: corrupt record"):
+        log.truncate_after(2)

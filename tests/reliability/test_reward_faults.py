@@ -146,13 +146,8 @@ def test_a_process_timeout_does_not_hang_or_fail_another_process_reward():
     assert scored.metrics["reward/hang/abstained"] == len(COMPLETIONS) and len(scored.failures) == 1
 
 
-@pytest.mark.xfail(
-    reason="known bug, not fixed here (ray_backend.py is outside this change): a timeout kills the Ray actor "
-    "together with the chunks of other rewards queued on it, and those rewards then fail with RewardActorDied",
-    raises=RewardError,
-    strict=False,  # which chunks share the killed actor depends on Ray's scheduling
-)
 def test_a_ray_timeout_does_not_fail_another_ray_reward(ray_pool):
+    """A timeout kills the actor together with other rewards' chunks on it; those chunks run again."""
     hang = RewardComponent(faults.hang, on_error="abstain", timeout_s=HANG_TIMEOUT_S, executor="ray")
     with RewardSet([hang, RewardComponent(faults.good, executor="ray")], ray_actors=ray_pool) as rewards:
         scored = rewards.score(PROMPTS, COMPLETIONS)

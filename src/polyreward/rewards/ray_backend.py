@@ -145,6 +145,8 @@ class RayRewardPool:
         self._handles: list[Any] = [None] * actors
         self._booting: dict[int, Any] = {}  # slot -> ready() ref of an actor still starting
         self._lock = threading.Lock()
+        # actors killed because a job on them timed out: other jobs that die with them are run again
+        self._killed_on_purpose: dict[int, Any] = {}  # id(handle) -> handle (kept, so the id stays unique)
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
 
     def attach(self, components: Sequence[RewardComponent]) -> None:
@@ -242,23 +244,31 @@ class RayRewardPool:
             for ref in ready:
                 job, slot, actor, sent = inflight.pop(ref)
                 load[slot] -= 1
-                results[job] = self._outcome(ray, ref, slot, actor, now - sent)
+                outcome = self._outcome(ray, ref, slot, actor, now - sent)
+                if outcome is None:  # its actor was killed for another job's timeout: not this job's failure
+                    queue.appendleft(job)
+                else:
+                    results[job] = outcome
             for ref, (job, slot, actor, sent) in list(inflight.items()):
                 expiry = limit(sent)
                 if expiry is not None and now >= expiry:
                     del inflight[ref]
                     load[slot] -= 1
                     results[job] = _Outcome(timed_out=True, seconds=now - sent)
-                    self._kill(slot, actor)
+                    self._kill(slot, actor, on_purpose=True)
             if deadline is not None and now >= deadline:
                 while queue:
                     results[queue.popleft()] = _Outcome(timed_out=True)
         return [r if r is not None else _Outcome(timed_out=True) for r in results]
 
-    def _outcome(self, ray: Any, ref: Any, slot: int, actor: Any, seconds: float) -> _Outcome:
+    def _outcome(self, ray: Any, ref: Any, slot: int, actor: Any, seconds: float) -> _Outcome | None:
+        """The job's outcome; ``None`` when its actor was killed because another job on it timed out."""
         try:
             ok, payload = ray.get(ref)
         except ray.exceptions.RayActorError as err:
+            with self._lock:
+                if id(actor) in self._killed_on_purpose:
+                    return None
             self._kill(slot, actor)
             detail = str(err).strip().splitlines()[0]
             return _Outcome(error=RewardActorDied(f"the Ray actor running it died ({detail})"), seconds=seconds)
@@ -329,10 +339,13 @@ class RayRewardPool:
                 f"(cluster resources {ray.cluster_resources()}): {type(err).__name__}: {err}"
             ) from err
 
-    def _kill(self, slot: int, actor: Any) -> None:
-        """Kill ``actor`` (stuck or dead) and start its replacement right away."""
+    def _kill(self, slot: int, actor: Any, on_purpose: bool = False) -> None:
+        """Kill ``actor`` (stuck or dead) and start its replacement right away. ``on_purpose``: killed
+        for a timeout, so the other jobs it was running are re-queued rather than failed."""
         ray = require_ray()
         with self._lock:
+            if on_purpose:
+                self._killed_on_purpose[id(actor)] = actor
             if self._handles[slot] is actor:
                 self._spawn(slot)
         ray.kill(actor, no_restart=True)
