@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from polyreward.config import ConfigError, describe, load_config, to_mapping
 from polyreward.lm.model import resolve_model_path
 from polyreward.rm.config import RMConfig
-from polyreward.rm.data import OnInvalid, PairSet, PreferencePair, load_pairs, sentiment_pairs, split_pairs
+from polyreward.rm.data import OnInvalid, PairSet, PreferencePair, load_pairs, sentiment_pairs, split_pairs, user_pairs
 from polyreward.rm.losses import (
     adaptive_margin,
     denoise_targets,
@@ -33,9 +33,9 @@ from polyreward.rm.losses import (
     preference_strength,
     simcse_loss,
 )
-from polyreward.rm.model import RewardModel
+from polyreward.rm.model import META_FILE, RewardModel
 from polyreward.rm.pairwise import PairwiseJudge, evaluate_judge, fit_judge
-from polyreward.rm.vpl import train_vpl
+from polyreward.rm.vpl import VPLRewardModel, accuracy_summary, train_vpl, user_accuracy
 from polyreward.runlog import RunLog
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -315,7 +315,27 @@ def train_from_cli(config_path: str | None, settings: list[str], progress: bool,
 
 
 def eval_from_cli(model_dir: str, data: str, on_invalid: OnInvalid, size: int, seed: int) -> dict[str, Any]:
-    """Pair accuracy of a saved reward model on a file of pairs (label columns = its heads) or 'synthetic'."""
+    """Pair accuracy of a saved reward model on a file of pairs (label columns = its heads) or 'synthetic'.
+
+    The kind is read from the model's ``polyreward_rm.json``: a Bradley-Terry model (accuracy per head),
+    a pairwise judge (accuracy and position consistency over both orderings) or a VPL model (held-out
+    accuracy per user, each user's first ``vpl_context_pairs`` pairs as context)."""
+    meta_path = Path(model_dir) / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{model_dir}: not a polyreward reward model (no {META_FILE})")
+    meta = json.loads(meta_path.read_text())
+    trained = meta.get("train_config", {})
+    if meta.get("kind") == "pairwise":
+        pairs = sentiment_pairs(size, seed=seed).pairs if data == "synthetic" else load_pairs(data, on_invalid=on_invalid)
+        return {"pairs": len(pairs), **evaluate_judge(PairwiseJudge.from_pretrained(model_dir), pairs)}
+    if meta.get("kind") == "vpl":
+        context = int(trained.get("vpl_context_pairs", 8))
+        if data == "synthetic":
+            pairs = user_pairs(max(2, size // (2 * context)), 2 * context, seed=seed).pairs
+        else:
+            pairs = load_pairs(data, user_column=trained.get("user_column", "user"), on_invalid=on_invalid)
+        per_user = user_accuracy(VPLRewardModel.load(model_dir), pairs.pairs, context)
+        return {"pairs": len(pairs), "users": len(per_user), **accuracy_summary(per_user)}
     model = RewardModel.load(model_dir)
     objectives = model.objectives
     if data == "synthetic":

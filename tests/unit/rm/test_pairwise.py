@@ -123,3 +123,16 @@ def test_pairwise_config_rejects_bt_only_keys():
         RMConfig(kind="pairwise", ensemble_size=2)
     with pytest.raises(ConfigError, match="objectives"):
         RMConfig(kind="pairwise", objectives=["a", "b"])
+
+
+def test_rm_eval_reads_a_pairwise_judge(runs, capsys):
+    from polyreward.cli import main
+
+    result = json.loads((runs[0] / "eval.json").read_text())
+    capsys.readouterr()
+    # the held-out pairs of training: 128 synthetic pairs with seed 1_000_003
+    assert main(["rm", "eval", str(runs[0] / "model"), "synthetic", "--size", "128", "--seed", "1000003"]) == 0
+    out = dict(line.split(": ") for line in capsys.readouterr().out.splitlines())
+    assert out["pairs"] == "128"
+    assert float(out["eval/accuracy"]) == pytest.approx(result["eval/accuracy"])
+    assert float(out["eval/consistency"]) == pytest.approx(result["eval/consistency"])

@@ -138,5 +138,9 @@ def test_vpl_beats_user_blind_bt_on_held_out_users(backbone, tmp_path):  # noqa:
         per_user[user] = float((delta > 0).float().mean())
     blind = accuracy_summary(per_user, held_out.user_types)
     assert vpl["eval/accuracy/reward"] > blind["eval/accuracy/reward"] + 0.1, (vpl, blind)
+    from polyreward.rm.train import eval_from_cli
+
+    cli = eval_from_cli(str(run / "model"), "synthetic", "raise", 256, 7)  # new users of both types
+    assert cli["users"] == 256 // (2 * config.vpl_context_pairs) and cli["eval/accuracy/reward"] > 0.6, cli
     assert min(vpl["eval/accuracy/sentiment"], vpl["eval/accuracy/brevity"]) > 0.6, vpl
     assert isinstance(train.pairs, PairSet)
