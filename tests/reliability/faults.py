@@ -29,6 +29,12 @@ def exception(prompts, completions, **kwargs):
     return truth(completions)
 
 
+def calls_exit(prompts, completions, **kwargs):
+    if BAD in completions:
+        raise SystemExit(3)  # what sys.exit(3) does
+    return truth(completions)
+
+
 def nan(prompts, completions, **kwargs):
     return [math.nan if c == BAD else v for c, v in zip(completions, truth(completions), strict=True)]
 

@@ -31,6 +31,7 @@ HANG_TIMEOUT_S, SLOW_TIMEOUT_S = 0.5, 5.0
 # fault -> (reward function, samples that must fail, timeout_s)
 FAULTS = {
     "exception": (faults.exception, {BAD_INDEX}, None),
+    "sys_exit": (faults.calls_exit, {BAD_INDEX}, None),  # neither stops the trainer nor kills a pool worker
     "nan": (faults.nan, {BAD_INDEX}, None),
     "inf": (faults.inf, {BAD_INDEX}, None),
     "wrong_length": (faults.wrong_length, EVERY, None),

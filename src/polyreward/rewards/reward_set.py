@@ -239,9 +239,21 @@ def _split(n: int, parts: int) -> list[list[int]]:
     return [list(range(bounds[p], bounds[p + 1])) for p in range(parts)]
 
 
+class RewardExit(RuntimeError):
+    """A reward function called ``sys.exit()`` (or ``exit()``): a failure of that reward, not a request
+    to stop the trainer (or to end a pool worker, whose chunk would then never come back)."""
+
+
+def _no_exit(fn: RewardFn, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except SystemExit as exc:
+        raise RewardExit(f"the reward called sys.exit({exc.code!r})") from None
+
+
 def _call_chunk(fn: RewardFn, prompts: list[Any], completions: list[Any], columns: dict[str, Any]) -> Any:
     """Runs in a pool worker: the reward on one chunk, as a plain list if it is array-like."""
-    values = fn(prompts, completions, **columns)
+    values = _no_exit(fn, prompts, completions, **columns)
     return values.tolist() if hasattr(values, "tolist") else list(values) if isinstance(values, tuple) else values
 
 
@@ -264,8 +276,8 @@ def _merge_chunks(chunks: Sequence[tuple[list[int], Any]], start: float) -> _Out
 def _call_sync(fn: RewardFn, call: _Call, idx: Sequence[int] | None = None) -> Any:
     """Call a sync or async reward on all samples (or the ``idx`` subset) and return its output."""
     args = call.subset(idx) if idx is not None else (call.prompts, call.completions, call.columns)
-    result = fn(args[0], args[1], **args[2])
-    return _run_coroutine(result) if asyncio.iscoroutine(result) else result
+    result = _no_exit(fn, args[0], args[1], **args[2])
+    return _no_exit(_run_coroutine, result) if asyncio.iscoroutine(result) else result
 
 
 def _run_coroutine(coroutine: Any) -> Any:
@@ -316,6 +328,9 @@ def _run_async(components: list[RewardComponent], call: _Call) -> list[_Outcome]
             )
         except TimeoutError:
             return _Outcome(timed_out=True, seconds=time.perf_counter() - start)
+        except SystemExit as exc:
+            error = RewardExit(f"the reward called sys.exit({exc.code!r})")
+            return _Outcome(error=error, seconds=time.perf_counter() - start)
         except Exception as err:
             return _Outcome(error=err, seconds=time.perf_counter() - start)
         return _Outcome(values=values, seconds=time.perf_counter() - start)
