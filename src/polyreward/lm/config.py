@@ -35,6 +35,9 @@ class TrainConfig:
     estimator: str = option("gdpo", "registered advantage estimator (polyreward estimators lists them)")
     estimator_params: dict[str, Any] = option({}, "keyword parameters for the estimator")
     dynamic_sampling: bool = option(False, "drop groups in which every reward is constant")
+    controllers: list[dict[str, Any]] = option(
+        [], "training-dynamics controllers [{kind, params?}]: samplers, B-STaR, schedules (docs/controllers.md)"
+    )
     # loss and optimization
     loss_reduction: Reduction = option("token-mean", "token-mean, seq-mean-token-sum, seq-mean-token-mean, constant")
     clip_low: float = option(0.2, "lower PPO clip range")
@@ -79,6 +82,12 @@ class TrainConfig:
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p: must be in (0, 1], got {self.top_p}")
         from polyreward import advantages
+        from polyreward.lm.controllers import build_controllers
+
+        try:
+            build_controllers(self.controllers)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
 
         if self.estimator not in advantages.names():
             raise ConfigError(f"estimator: {self.estimator!r} is not registered; choose one of {advantages.names()}")

@@ -39,11 +39,15 @@ class PromptSource:
 
     def batch(self, position: int, size: int) -> list[dict[str, Any]]:
         """Rows ``position .. position + size - 1`` of the endless shuffled stream."""
-        rows = []
+        return [self.rows[i] for i in self.indices(position, size)]
+
+    def indices(self, position: int, size: int) -> list[int]:
+        """Indices into ``rows`` of stream positions ``position .. position + size - 1``."""
+        out = []
         for p in range(position, position + size):
             epoch, offset = divmod(p, len(self.rows))
-            rows.append(self.rows[_epoch_order(self.seed, len(self.rows), epoch)[offset]])
-        return rows
+            out.append(_epoch_order(self.seed, len(self.rows), epoch)[offset])
+        return out
 
     @property
     def columns(self) -> list[str]:

@@ -26,6 +26,7 @@ from polyreward.checkpoint import latest_checkpoint, load_state, restore_trainin
 from polyreward.config import to_mapping
 from polyreward.diagnostics import diagnose
 from polyreward.lm.config import TrainConfig
+from polyreward.lm.controllers import Controllers, build_controllers
 from polyreward.lm.data import PromptSource
 from polyreward.lm.forward import completion_logits
 from polyreward.lm.loss import clipped_surrogate, kl_k3, loss_normalizer, reduce_tokens, token_entropy, token_logprobs
@@ -75,6 +76,8 @@ class Trainer:
         self.reference = _frozen_copy(model) if config.kl_coef > 0 else None
         self.device = next(model.parameters()).device
         self._last_samples: list[dict[str, Any]] = []
+        self.controllers = Controllers(build_controllers(config.controllers))
+        self.controllers.bind(self.rewards, self.data, config.seed)
 
     # ------------------------------------------------------------------ the loop
     def train(self, resume: bool = False, progress: bool = True) -> Path:
@@ -106,15 +109,22 @@ class Trainer:
     def step(self) -> dict[str, float]:
         """One optimizer step on a fresh batch of rollouts; returns its metrics."""
         cfg, start = self.config, time.perf_counter()
-        rows = self.data.batch(self.state.position, cfg.prompts_per_step)
+        plan, control_metrics = self.controllers.plan(
+            self.state.step, self.state.position, cfg.prompts_per_step, self._probe
+        )
+        indices = plan.indices if plan.indices is not None else self.data.indices(plan.position, plan.size)
+        rows = plan.rows if plan.rows is not None else [self.data.rows[i] for i in indices]
         self.state.position += cfg.prompts_per_step
-        rollout = self._rollout([row[self.data.prompt_column] for row in rows])
+        temperature = cfg.temperature if plan.temperature is None else plan.temperature
+        rollout = self._rollout([row[self.data.prompt_column] for row in rows], cfg.group_size, temperature)
         sampled = time.perf_counter()
         batch, reward_metrics = self._score(rows, rollout)
+        control_metrics.update(self.controllers.observe(self.state.step, batch, indices))
         self._last_samples = _samples(rows, rollout, batch, cfg.group_size, cfg.samples_to_log)
         if cfg.dynamic_sampling:
             batch, rollout = _drop_flat_groups(batch, rollout)
         result = advantages.compute(cfg.estimator, batch, **cfg.estimator_params)
+        result = self.controllers.advantages(batch, result)
         scored = time.perf_counter()
         loss_metrics = self._optimize(rollout, result)
         done = time.perf_counter()
@@ -127,6 +137,7 @@ class Trainer:
         }
         return {
             **reward_metrics,
+            **control_metrics,
             **_advantage_metrics(batch, result, cfg.estimator),
             **loss_metrics,
             **timing,
@@ -135,8 +146,13 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ stages
-    def _rollout(self, prompts: list) -> Rollout:
-        """G completions per prompt, single-turn or with tools (sampling in eval mode)."""
+    def _probe(self, rows: list[dict], samples: int, temperature: float) -> tuple[RewardBatch, list[str]]:
+        """Sample and score rows outside the training batch (controllers' probes); no update."""
+        rollout = self._rollout([row[self.data.prompt_column] for row in rows], samples, temperature)
+        return self._score(rows, rollout)[0], rollout.texts
+
+    def _rollout(self, prompts: list, group_size: int, temperature: float) -> Rollout:
+        """``group_size`` completions per prompt, single-turn or with tools (sampling in eval mode)."""
         cfg = self.config
         self.model.eval()
         try:
@@ -145,10 +161,10 @@ class Trainer:
                     self.model,
                     self.tokenizer,
                     prompts,
-                    cfg.group_size,
+                    group_size,
                     self.tools,
                     cfg.max_new_tokens,
-                    cfg.temperature,
+                    temperature,
                     cfg.top_p,
                     self.generator,
                 )
@@ -157,9 +173,9 @@ class Trainer:
                 self.model,
                 self.tokenizer,
                 ids,
-                cfg.group_size,
+                group_size,
                 cfg.max_new_tokens,
-                cfg.temperature,
+                temperature,
                 cfg.top_p,
                 self.generator,
             )
@@ -168,7 +184,7 @@ class Trainer:
 
     def _score(self, rows: list[dict], rollout: Rollout) -> tuple[RewardBatch, dict[str, float]]:
         """Rewards for every completion; each row is repeated G times so columns align."""
-        g = self.config.group_size
+        g = rollout.group_size
         repeated = [row for row in rows for _ in range(g)]
         columns = {c: [row.get(c) for row in repeated] for c in self.data.columns}
         columns["completion_ids"] = [
@@ -257,7 +273,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> Path:
-        state = {**dataclasses.asdict(self.state), "config": to_mapping(self.config)}
+        state = {
+            **dataclasses.asdict(self.state),
+            "config": to_mapping(self.config),
+            "controllers": self.controllers.state_dict(),
+        }
         return save_checkpoint(
             self.run_dir, self.state.step, state, self.model, self.tokenizer, self.optimizer, self.scheduler, self.generator
         )
@@ -274,6 +294,7 @@ class Trainer:
             raise ValueError(f"{checkpoint}: config differs from the run being resumed (now, then): {mismatched}")
         restore_training_state(checkpoint, self.model, self.optimizer, self.scheduler, self.generator)
         self.state = TrainState(step=saved["step"], position=saved["position"])
+        self.controllers.load_state_dict(saved.get("controllers", []))
         RunLog(self.run_dir, tensorboard=False).truncate_after(self.state.step - 1)
 
 

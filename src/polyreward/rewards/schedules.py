@@ -93,6 +93,33 @@ class Piecewise:
         return w0 + (w1 - w0) * (step - s0) / (s1 - s0)
 
 
+@dataclasses.dataclass(frozen=True)
+class Alternating:
+    """``a`` for the first ``first`` steps of every ``window``-step window, ``b`` for the rest.
+
+    Parallel-R1's alternating reward (arXiv 2509.07980): within each window most steps train on the
+    accuracy reward and the others on the parallel-aware reward. Give the accuracy reward
+    ``Alternating(window, first, a=1, b=0)`` and the other one ``Alternating(window, first, a=0, b=1)``.
+    ``Alternating(10, 8, 1.0, 0.0)`` is 1 for steps 0..7, 0 for 8..9, 1 for 10..17, ...
+    The paper's window and split are not confirmed from its text or code; choose them per run.
+    """
+
+    window: int
+    first: int
+    a: float = 1.0
+    b: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or not 0 <= self.first <= self.window:
+            raise ValueError(
+                f"Alternating schedule: needs window >= 1 and 0 <= first <= window, got window={self.window}, "
+                f"first={self.first}"
+            )
+
+    def __call__(self, step: int) -> float:
+        return self.a if step % self.window < self.first else self.b
+
+
 def toolrl_dynamic(steps: int = 150) -> dict[str, Schedule]:
     """ToolRL's ``SCHEDULEREWARD`` as weights for ``toolrl_format`` ({0, 1}) and ``toolrl_correctness`` ([-3, 3]).
 

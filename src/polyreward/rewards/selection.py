@@ -3,6 +3,8 @@
 - :func:`balance_score`: B-STaR (arXiv 2412.17256, ICLR 2025), ``cal_modi_acc_soft`` in
   ``hkust-nlp/B-STaR`` ``train_code/metric_modiacc_auto.py``; used to pick the sampling temperature
   and reward threshold of each self-improvement iteration.
+- :func:`bstar_balance_table`, :func:`bstar_choose`: the per-iteration grid search of
+  temperature and reward threshold (``main`` in the same file: thresholds -1.0 .. 1.0 by 0.01).
 - :func:`select_by_reward_variance`: keep prompts whose rewards vary across repeated runs (the
   variance-aware data selection of the Temporal-R1 line, arXiv 2506.01908; threshold details not
   verified against released code). Constant rows give zero GRPO advantage, so dropping them wastes
@@ -105,3 +107,57 @@ def select_by_reward_variance(
         top[order[:k]] = True
         keep &= top
     return keep
+
+
+def bstar_balance_table(
+    scores: Tensor, correct: Tensor, thresholds: Sequence[float], n_star: int = 8, duplicate: Tensor | None = None
+) -> Tensor:
+    """Balance score of every (temperature, threshold) pair -> ``table[T, H]``.
+
+    ``scores[T, Q, S]``: the selection score of ``S`` samples of ``Q`` probe queries drawn at each
+    of ``T`` temperatures (B-STaR: ``min(PRM)/5 + ORM``; here any scalar, e.g. the weighted reward
+    sum); ``correct[T, Q, S]`` (bool): the sample is correct; ``duplicate[T, Q, S]`` (bool, optional):
+    the sample repeats an earlier one of its query (the released code deduplicates). A sample is kept
+    at threshold ``tau`` when ``score > tau`` (strict, as in ``get_unique_trn_json``); then
+    :func:`balance_score` over the queries that kept something (0.0 when none did).
+    """
+    if scores.dim() != 3 or correct.shape != scores.shape:
+        raise ValueError(
+            f"bstar_balance_table: scores and correct must both be [T, Q, S], got {tuple(scores.shape)} "
+            f"and {tuple(correct.shape)}"
+        )
+    valid = ~duplicate if duplicate is not None else torch.ones_like(correct, dtype=torch.bool)
+    tau = torch.as_tensor(list(thresholds), dtype=scores.dtype)
+    kept = (scores[..., None] > tau) & valid[..., None]  # [T, Q, S, H]
+    n = kept.sum(2).to(torch.float64)  # [T, Q, H]
+    good = (kept & correct.bool()[..., None]).sum(2).to(torch.float64)
+    per_query = torch.clamp(good / n_star, max=1.0) * good / n.clamp(min=1)
+    has = n > 0
+    total = torch.where(has, per_query, torch.zeros_like(per_query)).sum(1)
+    count = has.sum(1)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))  # [T, H]
+
+
+def bstar_choose(table: Tensor, temperatures: Sequence[float], thresholds: Sequence[float]) -> tuple[float, float, float]:
+    """``(temperature, threshold, balance)`` of the best cell of :func:`bstar_balance_table`.
+
+    Ties go to the earlier temperature, then the lower threshold: the released search walks the
+    threshold upwards and replaces its best only on a strict improvement.
+    """
+    if table.shape != (len(temperatures), len(thresholds)):
+        raise ValueError(f"bstar_choose: table is {tuple(table.shape)}, expected ({len(temperatures)}, {len(thresholds)})")
+    flat = int(torch.argmax(table.flatten()))  # argmax returns the first maximum
+    t, h = divmod(flat, len(thresholds))
+    return float(temperatures[t]), float(thresholds[h]), float(table[t, h])
+
+
+def pass_rate_band(pass_rates: Tensor | Sequence[float], low: float, high: float) -> Tensor:
+    """``mask[M]``: prompts whose pass rate lies in ``[low, high]`` (NaN, i.e. never tried, is kept).
+
+    Intermediate pass rates are where GRPO groups have reward variance; with ``0 < low`` and
+    ``high < 1`` this drops the all-wrong and all-right prompts.
+    """
+    if not 0 <= low <= high <= 1:
+        raise ValueError(f"pass_rate_band: needs 0 <= low <= high <= 1, got low={low}, high={high}")
+    p = torch.as_tensor(pass_rates, dtype=torch.float64)
+    return torch.isnan(p) | ((p >= low) & (p <= high))
