@@ -16,7 +16,7 @@ from polyreward.rewards import format as formats
 from polyreward.rewards.answers import answer_reward
 from polyreward.rewards.component import RewardComponent
 from polyreward.rewards.reasoning_gym import reasoning_gym_reward
-from polyreward.rewards.schedules import Constant, Linear, Piecewise, Schedule, Step
+from polyreward.rewards.schedules import Alternating, Constant, Linear, Piecewise, Schedule, Step
 
 KINDS: dict[str, Callable[..., Any]] = {
     "answer": answer_reward,
@@ -48,6 +48,7 @@ SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "linear": Linear,
     "step": Step,
     "piecewise": Piecewise,
+    "alternating": Alternating,
 }
 
 

@@ -56,3 +56,11 @@ def test_tasks_give_rows_and_rewards(tmp_path):
     assert rewards.names == ["answer_exact"] and data.columns == ["answer"]
     with pytest.raises(ValueError, match="expected 'arithmetic'"):
         build_task(TrainConfig(task="gsm8k"))
+
+
+def test_alternating_weight_schedule_from_a_spec():
+    from polyreward.rewards.schedules import Alternating
+
+    (component,) = build_rewards([{"kind": "answer", "weight": {"alternating": {"window": 4, "first": 3}}}])
+    assert component.weight == Alternating(4, 3)
+    assert [component.weight_at(step) for step in range(6)] == [1.0, 1.0, 1.0, 0.0, 1.0, 1.0]
