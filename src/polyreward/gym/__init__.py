@@ -9,7 +9,16 @@ keeps one value head per component (``critic="multi"``) and logs ``reward/<name>
 """
 
 from polyreward.gym.ads import ADSScheduler, DiscountSchedule
+from polyreward.gym.barfi import RewardBlend, blend_rewards
 from polyreward.gym.config import GymConfig
+from polyreward.gym.curriculum import (
+    LearningProgressSampler,
+    StagedSampler,
+    TaskCurriculum,
+    TaskSampler,
+    TaskSwitchEnv,
+    learning_progress_probs,
+)
 from polyreward.gym.envs import (
     ComponentWrapper,
     EnvError,
@@ -59,19 +68,27 @@ __all__ = [
     "GlobalCount",
     "GymConfig",
     "InverseDynamics",
+    "LearningProgressSampler",
     "MoEMLP",
     "MoESpec",
     "PVNAuxiliary",
     "RNDBonus",
+    "RewardBlend",
     "RewardVecEnv",
     "Rollout",
     "RunningStd",
+    "StagedSampler",
     "Step",
     "SuccessEvaluation",
     "SweepResult",
+    "TaskCurriculum",
+    "TaskSampler",
+    "TaskSwitchEnv",
+    "blend_rewards",
     "evaluate",
     "evaluate_success",
     "hypervolume_2d",
+    "learning_progress_probs",
     "make_env",
     "make_metaworld",
     "make_vec_env",

@@ -25,6 +25,7 @@ ShapingMode = Literal["none", "pbrs", "naive"]
 ShapingTerminal = Literal["zero", "keep"]
 PVNRule = Literal["max", "policy"]
 ADSMetric = Literal["euclidean", "cosine"]
+TaskSampler = Literal["uniform", "learning_progress", "staged"]
 
 
 @dataclasses.dataclass
@@ -119,6 +120,31 @@ class GymConfig:
     ads_ref_pct: float = option(50.0, "ADS: percentile over demo pairs of the reference score")
     ads_agent_pct: float = option(90.0, "ADS: percentile over (episode, demo) pairs of the agent's score")
     ads_metric: ADSMetric = option("euclidean", "ADS: frame cost, 'euclidean' (state features) or 'cosine'")
+    # training-dynamics controllers (docs/gym-controllers.md)
+    barfi_primary: str = option(
+        "", "BARFI: the primary reward component; the others' weights phi are learned to raise its return; empty = off"
+    )
+    barfi_lr: float = option(0.05, "BARFI: Adam learning rate of phi (initial phi = `weights`)")
+    barfi_every: int = option(1, "BARFI: one outer (phi) step every N PPO updates")
+    barfi_clip: float = option(10.0, "BARFI: keep each phi_k in [-c, c]")
+    tasks: list[dict[str, Any]] = option(
+        [],
+        "multi-task: [{env_id, env_kwargs, name}] run by every sub-env, the task chosen at each episode start by "
+        "task_sampler; empty = env_id only",
+    )
+    task_one_hot: bool = option(True, "tasks: append the task's one-hot to the observation")
+    task_sampler: TaskSampler = option(
+        "uniform", "tasks: 'uniform', 'learning_progress' (p ~ |EMA_fast - EMA_slow| of success) or 'staged' (stages)"
+    )
+    task_success: str = option("success", "tasks: component whose episode return > 0 counts as a success")
+    lp_fast: float = option(0.1, "learning_progress: rate of the fast success EMA (per update), in (0, 1]")
+    lp_slow: float = option(0.02, "learning_progress: rate of the slow success EMA (per update), in (0, lp_fast)")
+    lp_floor: float = option(0.1, "learning_progress: probability mass spread uniformly over the tasks, in [0, 1]")
+    stages: list[dict[str, Any]] = option(
+        [],
+        "staged: [{weights: {task: w}, until_steps: N} or {weights, until_success: s}]; the last stage has no "
+        "trigger; success = mean fast-EMA success of the stage's tasks",
+    )
     # run
     seed: int = option(0, "seed for networks, sampling and environment resets")
     threads: int = option(0, "torch CPU threads (0 = torch's default)")
@@ -130,6 +156,7 @@ class GymConfig:
     def __post_init__(self) -> None:
         self._check_bonus()
         self._check_auxiliary()
+        self._check_controllers()
         if (self.shaping == "none") != (self.shaping_potential == ""):
             raise ConfigError(
                 f"shaping={self.shaping!r}, shaping_potential={self.shaping_potential!r}: give a potential exactly "
@@ -206,13 +233,43 @@ class GymConfig:
             "ads_ref_pct": (0 <= self.ads_ref_pct <= 100, "in [0, 100]"),
             "ads_agent_pct": (0 <= self.ads_agent_pct <= 100, "in [0, 100]"),
         }
-        for name, (holds, expected) in checks.items():
-            if not holds:
-                raise ConfigError(f"{name}: must be {expected}, got {getattr(self, name)}")
+        self._require(checks)
         if self.ads_horizon and int(self.ads_progress_start * self.ads_horizon) < 1:
             raise ConfigError(
                 f"ads_progress_start: {self.ads_progress_start} * ads_horizon {self.ads_horizon} gives no start index >= 1"
             )
+
+    def _check_controllers(self) -> None:
+        """The ``barfi_*``, ``tasks``, ``lp_*`` and ``stages`` fields (task names are checked by the env)."""
+        if self.task_sampler not in typing.get_args(TaskSampler):
+            raise ConfigError(f"task_sampler={self.task_sampler!r} is not one of {list(typing.get_args(TaskSampler))}")
+        checks = {  # field: (holds, what it must be)
+            "barfi_lr": (self.barfi_lr > 0, "> 0"),
+            "barfi_every": (self.barfi_every >= 1, ">= 1"),
+            "barfi_clip": (self.barfi_clip > 0, "> 0"),
+            "lp_fast": (0 < self.lp_fast <= 1, "in (0, 1]"),
+            "lp_slow": (0 < self.lp_slow < self.lp_fast, f"in (0, lp_fast={self.lp_fast})"),
+            "lp_floor": (0 <= self.lp_floor <= 1, "in [0, 1]"),
+        }
+        self._require(checks)
+        if self.barfi_primary and self.critic != "multi":
+            raise ConfigError("barfi_primary: BARFI needs one advantage per component; set critic='multi'")
+        for i, task in enumerate(self.tasks):
+            if not isinstance(task, dict) or not isinstance(task.get("env_id"), str):
+                raise ConfigError(f"tasks[{i}]: expected a mapping with a string 'env_id', got {task!r}")
+            unknown = sorted(set(task) - {"env_id", "env_kwargs", "name"})
+            if unknown:
+                raise ConfigError(f"tasks[{i}]: unknown keys {unknown}; expected env_id, env_kwargs, name")
+        if self.task_sampler != "uniform" and not self.tasks:
+            raise ConfigError(f"task_sampler={self.task_sampler!r} needs a task list in `tasks`")
+        if (self.task_sampler == "staged") != bool(self.stages):
+            raise ConfigError("stages: give stages exactly when task_sampler='staged'")
+
+    def _require(self, checks: dict[str, tuple[bool, str]]) -> None:
+        """``checks``: ``{field: (holds, what it must be)}``; the first that fails is an error naming it."""
+        for name, (holds, expected) in checks.items():
+            if not holds:
+                raise ConfigError(f"{name}: must be {expected}, got {getattr(self, name)}")
 
     @property
     def batch_size(self) -> int:

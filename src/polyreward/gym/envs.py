@@ -258,6 +258,8 @@ class Step:
     bonus_parts: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     """The count parts of the bonus, ``{"episodic" | "global": [E]}``, for the trainer to combine
     with learned parts (:class:`polyreward.gym.exploration.ExplorationBonus`)."""
+    episode_tasks: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """``[M]``: the task index of each ended episode (task-set envs with a ``task_chooser``; else empty)."""
 
 
 class RewardVecEnv:
@@ -298,6 +300,11 @@ class RewardVecEnv:
             raise EnvError(f"RewardVecEnv: {len(task_names)} task names {list(task_names)} for {self.num_envs} envs")
         # the task each sub-env runs (multi-task benchmarks such as Meta-World MT10), else None
         self.task_names = None if task_names is None else list(task_names)
+        # task-set envs (polyreward.gym.curriculum): the task names, and a trainer's chooser
+        # n -> task index[n] for the next episodes of n sub-envs; env_tasks[E]: the task each env runs
+        self.task_set: list[str] | None = None
+        self.task_chooser = None
+        self.env_tasks = np.zeros(self.num_envs, dtype=np.int64)
         self.single_observation_space = vec_env.single_observation_space
         self.single_action_space = vec_env.single_action_space
         self.obs_dim = int(np.prod(self.single_observation_space.shape))
@@ -308,6 +315,7 @@ class RewardVecEnv:
         self._clip = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
 
     def reset(self, seed: int | None = None) -> np.ndarray:
+        self._choose_tasks(np.ones(self.num_envs, dtype=bool))
         obs, info = self.vec_env.reset(seed=seed)
         self._returns[:], self._lengths[:] = 0.0, 0
         if self.bonus != "none":
@@ -327,6 +335,7 @@ class RewardVecEnv:
         self._returns += rewards
         self._lengths += 1
         episode_returns, episode_lengths = self._returns[done].copy(), self._lengths[done].copy()
+        episode_tasks = self._choose_tasks(done)
         if done.any():
             self._returns[done], self._lengths[done] = 0.0, 0
             obs, reset_info = self.vec_env.reset(options={"reset_mask": done})
@@ -345,6 +354,7 @@ class RewardVecEnv:
             episode_lengths,
             np.flatnonzero(done),
             parts,
+            episode_tasks,
         )
 
     def close(self) -> None:
@@ -363,14 +373,26 @@ class RewardVecEnv:
             "lengths": self._lengths.copy(),
             "visited": [set(v) for v in self.episodic.visited],
             "global_counts": dict(self.global_count.counts),
+            "env_tasks": self.env_tasks.copy(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._returns[:], self._lengths[:] = state["returns"], state["lengths"]
+        self.env_tasks[:] = state.get("env_tasks", self.env_tasks)
         self.episodic.visited = [set(v) for v in state["visited"]]
         self.global_count.counts = Counter(state["global_counts"])
 
     # ------------------------------------------------------------------ helpers
+    def _choose_tasks(self, mask: np.ndarray) -> np.ndarray:
+        """With a ``task_chooser``: the tasks of the episodes ending in ``mask[E]``, after giving those
+        envs their next task (applied at their reset); else an empty array."""
+        if self.task_chooser is None or not mask.any():
+            return np.zeros(0, dtype=np.int64)
+        ended = self.env_tasks[mask].copy()
+        self.env_tasks[mask] = self.task_chooser(int(mask.sum()))
+        self.vec_env.set_attr("next_task", self.env_tasks.tolist())
+        return ended
+
     def _flat(self, obs: np.ndarray) -> np.ndarray:
         return np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1)
 
@@ -451,6 +473,10 @@ def make_vec_env(config: GymConfig, snapshots: Sequence[bytes] | None = None) ->
     wrong length, component names that collide. Meta-World ids (``"Meta-World/MT10"``, ...) are
     built by :func:`polyreward.gym.meta_world.make_metaworld`.
     """
+    if config.tasks:
+        from polyreward.gym.curriculum import make_task_vec_env
+
+        return make_task_vec_env(config, snapshots)
     if config.env_id.startswith("Meta-World/"):
         from polyreward.gym.meta_world import make_metaworld
 

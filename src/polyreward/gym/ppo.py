@@ -5,8 +5,9 @@ One update: rollout -> ``RewardBatch.from_steps`` -> advantage estimator (``mult
 ``critic="single"``) -> clipped surrogate + per-critic value loss + entropy bonus -> Adam -> metrics.
 The loop follows CleanRL's ``ppo.py``; the math lives in ``polyreward.advantages`` and
 ``polyreward.lm.loss``. Options call small classes: the exploration bonus (``ExplorationBonus``), the
-PVN auxiliary loss (``PVNAuxiliary``, ``pvn_coef > 0``) and the ADS discount (``DiscountSchedule``,
-``ads_demos``).
+PVN auxiliary loss (``PVNAuxiliary``, ``pvn_coef > 0``), the ADS discount (``DiscountSchedule``,
+``ads_demos``), BARFI's learned weights (``RewardBlend``, ``barfi_primary``) and the task curriculum
+(``TaskCurriculum``, ``tasks``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from polyreward.checkpoint import MARKER, CheckpointError, checkpoint_dir, lates
 from polyreward.config import ConfigError, from_mapping, to_mapping
 from polyreward.diagnostics import advantage_share
 from polyreward.gym.ads import DiscountSchedule
+from polyreward.gym.barfi import RewardBlend
 from polyreward.gym.config import GymConfig, resolve_weights
+from polyreward.gym.curriculum import TaskCurriculum
 from polyreward.gym.envs import RewardVecEnv, make_vec_env
 from polyreward.gym.evaluate import task_metrics
 from polyreward.gym.exploration import ExplorationBonus
@@ -64,6 +67,7 @@ class Rollout:
     next_obs: Tensor | None = None
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     episode_envs: np.ndarray | None = None
+    episode_tasks: np.ndarray | None = None  # [M] task index of each finished episode (task-set envs)
 
 
 class PPO:
@@ -117,6 +121,10 @@ class PPO:
         self.params = [*self.model.parameters(), *([] if self.pvn is None else self.pvn.parameters())]
         self.optimizer = torch.optim.Adam(self.params, lr=config.lr, eps=1e-5)
         self.ads = DiscountSchedule.from_config(config, env.obs_dim, env.num_envs) if config.ads_demos else None
+        self.barfi = RewardBlend.from_config(config, self.names, self.weights) if config.barfi_primary else None
+        if self.barfi is not None:
+            self.weights = self.barfi.weights
+        self.curriculum = TaskCurriculum.from_config(config, env) if env.task_set is not None else None
 
     # ------------------------------------------------------------------ the loop
     def learn(self, total_steps: int | None = None, callback: Callback | None = None, progress: bool = True) -> PPO:
@@ -156,6 +164,7 @@ class PPO:
 
     def train_update(self) -> dict[str, float]:
         """One rollout and one optimization phase; returns the update's metrics."""
+        cfg = self.config
         start = time.perf_counter()
         rollout = self.collect()
         collected = time.perf_counter()
@@ -164,8 +173,18 @@ class PPO:
         if self.pvn is not None:
             self.pvn.calibrate(rollout.obs)  # once: the indicator sets then stay fixed
         adv, returns, shares = self.advantages(rollout)
+        outer = self.barfi is not None and self.update % cfg.barfi_every == 0
+        if outer:  # BARFI: component gradients at the rollout's policy, before the inner update
+            parts = self.barfi.component_advantages(rollout, self.gamma, cfg.lam)
+            inner = self.barfi.inner_gradients(self.model, rollout, parts)
         metrics = self.optimize(rollout, adv, returns)
         metrics.update(ads_metrics)
+        if self.barfi is not None:
+            metrics.update(self.barfi.outer_step(self.model, rollout, parts, inner) if outer else {})
+            self.weights = self.barfi.weights
+            metrics.update(self.barfi.metrics())
+        if self.curriculum is not None:
+            metrics.update(self.curriculum.observe(rollout.episode_tasks, rollout.episode_returns, self.global_step))
         if self.exploration is not None:
             metrics.update(rollout.metrics)
             metrics.update(self.exploration.train(rollout.obs, rollout.next_obs, rollout.actions, self.generator))
@@ -196,7 +215,7 @@ class PPO:
         rewards = np.zeros((t_len, e, len(self.names)), dtype=np.float32)
         terminated, truncated = np.zeros((t_len, e), dtype=bool), np.zeros((t_len, e), dtype=bool)
         ep_returns, ep_lengths, parts = [], [], {}
-        ep_envs = []
+        ep_envs, ep_tasks = [], []
         obs = torch.from_numpy(self._obs)
         for t in range(t_len):
             obs_buf[t] = obs
@@ -208,6 +227,7 @@ class PPO:
             ep_returns.append(step.episode_returns)
             ep_lengths.append(step.episode_lengths)
             ep_envs.append(step.episode_envs)
+            ep_tasks.append(step.episode_tasks)
             for name, value in step.bonus_parts.items():
                 parts.setdefault(name, np.zeros((t_len, e)))[t] = value
             obs = torch.from_numpy(step.obs)
@@ -229,6 +249,7 @@ class PPO:
             final_buf,
             metrics,
             episode_envs=np.concatenate(ep_envs),
+            episode_tasks=np.concatenate(ep_tasks),
         )
 
     def _shape_rewards(
@@ -369,6 +390,8 @@ class PPO:
                 "exploration": None if self.exploration is None else self.exploration.state_dict(),
                 "pvn": None if self.pvn is None else self.pvn.state_dict(),
                 "ads": None if self.ads is None else self.ads.state_dict(),
+                "barfi": None if self.barfi is None else self.barfi.state_dict(),
+                "curriculum": None if self.curriculum is None else self.curriculum.state_dict(),
             },
             staging / "state.pt",
         )
@@ -413,6 +436,11 @@ class PPO:
             ppo.exploration.load_state_dict(tensors["exploration"], episodes=exact)
         if ppo.ads is not None and tensors.get("ads") is not None:
             ppo.ads.load_state_dict(tensors["ads"], episodes=exact)
+        if ppo.barfi is not None and tensors.get("barfi") is not None:
+            ppo.barfi.load_state_dict(tensors["barfi"])
+            ppo.weights = ppo.barfi.weights
+        if ppo.curriculum is not None and tensors.get("curriculum") is not None:
+            ppo.curriculum.load_state_dict(tensors["curriculum"])
         if exact:
             ppo.env.load_state_dict(tensors["env_state"])
             ppo._obs = tensors["obs"]
