@@ -13,7 +13,9 @@ Arms (PPO defaults otherwise, the same for every arm): at ``scale = 100``: ``sin
 each ``A_k``, then weight); at ``scale = 1`` (reference): ``single`` and ``multi_scalarized``.
 Diagnostic arm, added after the first run: ``x100/multi_scalarized_no_grad_clip``, the same with
 ``max_grad_norm = 0`` (the default clip of 0.5 acts on the actor's and the critics' gradients
-together, so a critic whose loss is in the 10^5 scales the policy's step down with it).
+together, so a critic whose loss is in the 10^5 scales the policy's step down with it). Added after that
+finding: ``x100/multi_scalarized_separate_clip`` (``grad_clip: separate``: the policy's and the critics'
+gradients are clipped apart).
 Reported: the weighted return of the greedy policy on the original objective (the best policy
 earns 7.1, docs/gym.md), its treasure and time, the training weighted
 return averaged over training, value-loss curves (sum over critics, in each critic's own units).
@@ -45,9 +47,12 @@ CRITICS = {
     "multi_per_critic": {"critic": "multi", "critic_norm": "per_critic"},
     # diagnostic: the gradient-norm clip (0.5) acts on actor and critics together
     "multi_scalarized_no_grad_clip": {"critic": "multi", "critic_norm": "scalarized", "max_grad_norm": 0.0},
+    # the fix that finding suggested: clip the policy's and the critics' gradients apart
+    "multi_scalarized_separate_clip": {"critic": "multi", "critic_norm": "scalarized", "grad_clip": "separate"},
 }
 ARM_GRID = [(100.0, "single"), (100.0, "multi_scalarized"), (100.0, "multi_per_critic"),
-            (100.0, "multi_scalarized_no_grad_clip"), (1.0, "single"), (1.0, "multi_scalarized")]  # fmt: skip
+            (100.0, "multi_scalarized_no_grad_clip"), (100.0, "multi_scalarized_separate_clip"),
+            (1.0, "single"), (1.0, "multi_scalarized")]  # fmt: skip
 CURVES = ["charts/episodic_return", "losses/value_sum", "losses/approx_kl"]
 COMPARISONS = [
     ev.Comparison("x100/multi_scalarized", "x100/single", "eval/weighted_return"),
@@ -60,6 +65,8 @@ COMPARISONS = [
     ev.Comparison("x100/multi_scalarized", "x100/single", "train/weighted_return_mean"),
     ev.Comparison("x100/multi_scalarized_no_grad_clip", "x100/multi_scalarized", "eval/weighted_return"),
     ev.Comparison("x100/multi_scalarized_no_grad_clip", "x100/single", "eval/weighted_return"),
+    ev.Comparison("x100/multi_scalarized_separate_clip", "x100/multi_scalarized", "eval/weighted_return"),
+    ev.Comparison("x100/multi_scalarized_separate_clip", "x100/single", "eval/weighted_return"),
 ]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from polyreward.config import ConfigError
 from polyreward.gym import PPO, GymConfig, evaluate
 from polyreward.runlog import read_metrics
 from tests.gym.test_envs import counter_env
@@ -108,3 +109,28 @@ def test_deep_sea_treasure_learns_past_the_nearest_treasure(tmp_path):
     greedy = evaluate(ppo, episodes=4)
     assert random_play.weighted({}) < -2.0
     assert greedy.weighted({}) >= 5.0, greedy.mean
+
+
+def test_separate_grad_clip_keeps_the_policy_step_under_a_huge_critic(tmp_path):
+    """One clip over actor and critics lets a large-scale critic's gradient shrink the policy's to nothing
+    (Adam's eps then dominates); ``grad_clip="separate"`` clips the two apart."""
+
+    def actor_head_displacement(mode: str) -> float:
+        config = GymConfig(grad_clip=mode, output_dir=str(tmp_path / mode), threads=1, **SMALL)
+        ppo = PPO("deep-sea-treasure-v0", config)
+        groups = ppo.clip_groups
+        assert sum(len(g) for g in groups) == len(ppo.params)  # a partition of every trained parameter
+        ppo._obs = ppo.env.reset(seed=0)
+        rollout = ppo.collect()
+        rollout.rewards[..., 0] *= 1e6  # the treasure critic's loss dwarfs the policy loss
+        adv, returns, _ = ppo.advantages(rollout)
+        before = [p.detach().clone() for p in ppo.model.actor_head.parameters()]
+        ppo.optimize(rollout, adv, returns)
+        return float(sum((p - b).abs().sum() for p, b in zip(ppo.model.actor_head.parameters(), before, strict=True)))
+
+    assert actor_head_displacement("separate") > 10 * actor_head_displacement("joint")
+
+
+def test_separate_grad_clip_needs_two_trunks():
+    with pytest.raises(ConfigError, match="grad_clip: 'separate' needs separate actor and critic trunks"):
+        GymConfig(grad_clip="separate", shared_trunk=True)

@@ -14,6 +14,7 @@ from polyreward.config import ConfigError, option
 
 Critic = Literal["multi", "single"]
 CriticNorm = Literal["per_critic", "scalarized", "none"]
+GradClip = Literal["joint", "separate"]
 Bonus = Literal["none", "episodic", "global", "product", "sum"]
 BonusKey = Literal["obs", "agent_pos"]
 EpisodicBonus = Literal["count", "e3b"]
@@ -86,6 +87,11 @@ class GymConfig:
     vf_coef: float = option(0.5, "value-loss coefficient")
     value_coefs: dict[str, float] = option({}, "per-critic value-loss weights c_k by component name (default 1.0)")
     max_grad_norm: float = option(0.5, "gradient clipping norm (0 = off)")
+    grad_clip: GradClip = option(
+        "joint",
+        "'joint': one norm over all parameters (CleanRL); 'separate': the policy's parameters and the critics' "
+        "(with any auxiliary heads) are clipped apart, so a large-scale critic cannot shrink the policy step",
+    )
     # network
     hidden_sizes: list[int] = option([64, 64], "hidden layer widths of the actor and critic MLPs")
     shared_trunk: bool = option(False, "one trunk for actor and critics (SLIM's shared network) instead of two MLPs")
@@ -154,6 +160,8 @@ class GymConfig:
     tensorboard: bool = option(True, "write TensorBoard events next to metrics.jsonl")
 
     def __post_init__(self) -> None:
+        if self.grad_clip == "separate" and self.shared_trunk:
+            raise ConfigError("grad_clip: 'separate' needs separate actor and critic trunks (shared_trunk: false)")
         self._check_bonus()
         self._check_auxiliary()
         self._check_controllers()

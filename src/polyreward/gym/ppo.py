@@ -119,6 +119,7 @@ class PPO:
         if config.pvn_coef > 0:
             self.pvn = PVNAuxiliary.from_config(config, env.obs_dim, self.model).to(self.device)
         self.params = [*self.model.parameters(), *([] if self.pvn is None else self.pvn.parameters())]
+        self.clip_groups = [self.params] if config.grad_clip == "joint" else _policy_and_rest(self.model, self.params)
         self.optimizer = torch.optim.Adam(self.params, lr=config.lr, eps=1e-5)
         self.ads = DiscountSchedule.from_config(config, env.obs_dim, env.num_envs) if config.ads_demos else None
         self.barfi = RewardBlend.from_config(config, self.names, self.weights) if config.barfi_primary else None
@@ -343,7 +344,8 @@ class PPO:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                    for group in self.clip_groups:
+                        torch.nn.utils.clip_grad_norm_(group, cfg.max_grad_norm)
                 self.optimizer.step()
                 with torch.no_grad():
                     log_ratio = logp - old_logp[rows]
@@ -490,6 +492,15 @@ def _value_loss(values: Tensor, old_values: Tensor, returns: Tensor, clip: float
         clipped = old_values + (values - old_values).clamp(-clip, clip)
         squared = torch.maximum(squared, (clipped - returns).pow(2))
     return 0.5 * squared.mean(0)
+
+
+def _policy_and_rest(model: ActorCritic, params: list[Tensor]) -> list[list[Tensor]]:
+    """``[policy parameters, every other parameter]``: the actor trunk, head and ``log_std`` apart from the
+    critics (and auxiliary heads), for ``grad_clip="separate"``."""
+    policy = [*model.actor_body.parameters(), *model.actor_head.parameters()]
+    policy += [model.log_std] if not model.discrete else []
+    ids = {id(p) for p in policy}
+    return [policy, [p for p in params if id(p) not in ids]]
 
 
 def _seed_everything(seed: int) -> None:
