@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from polyreward.config import ConfigError
-from polyreward.gym.config import GymConfig, bonus_kinds
+from polyreward.gym.config import GymConfig
 from polyreward.gym.envs import EnvBuilder, RewardVecEnv, make_env, reward_names, vector_env
 
 TASK_KEY = "polyreward/task"
@@ -250,13 +250,9 @@ def make_task_vec_env(config: GymConfig, snapshots: Sequence[bytes] | None = Non
         own = reward_names(probe, tasks[0][0], config.reward_names)
     finally:
         probe.close()
-    kinds = bonus_kinds(config.bonus, config.episodic_bonus, config.global_bonus)
-    key_mode = config.bonus_key if "count" in kinds.values() else None
     build = TaskSetBuilder(
         env_id=tasks[0][0],
         env_kwargs={},
-        info_keys=tuple(config.info_rewards),
-        key_mode=key_mode,
         tasks=tasks,
         one_hot=config.task_one_hot,
     )

@@ -486,9 +486,7 @@ def make_vec_env(config: GymConfig, snapshots: Sequence[bytes] | None = None) ->
         own = reward_names(probe, config.env_id, config.reward_names)
     finally:
         probe.close()
-    kinds = bonus_kinds(config.bonus, config.episodic_bonus, config.global_bonus)
-    key_mode = config.bonus_key if "count" in kinds.values() else None
-    build = EnvBuilder(config.env_id, dict(config.env_kwargs), tuple(config.info_rewards), key_mode)
+    build = EnvBuilder(config.env_id, dict(config.env_kwargs))
     return vector_env([build] * config.num_envs, config, own, snapshots)
 
 
@@ -499,8 +497,9 @@ def vector_env(
     snapshots: Sequence[bytes] | None = None,
     task_names: Sequence[str] | None = None,
 ) -> RewardVecEnv:
-    """A :class:`RewardVecEnv` over picklable sub-env ``builders`` (dataclasses with a ``snapshot``
-    field): ``config.vector`` sync/async, autoreset disabled, components ``own + info_rewards``.
+    """A :class:`RewardVecEnv` over picklable sub-env ``builders`` (:class:`EnvBuilder` dataclasses):
+    ``config.vector`` sync/async, autoreset disabled, components ``own + info_rewards (+ shaping)``.
+    The builders get the config's ``info_rewards``, count-bonus state key and shaping here.
 
     Errors: component names that collide; ``snapshots`` (one per builder) of the wrong count.
     """
@@ -511,10 +510,16 @@ def vector_env(
         raise ConfigError(f"info_rewards / reward_names: component names {duplicates} are used twice in {names}")
     if snapshots is not None and len(snapshots) != len(builders):
         raise ConfigError(f"num_envs: {len(builders)} envs but {len(snapshots)} saved env snapshots")
+    shaping = None
     if shaped:
         resolve_potential(config.shaping_potential)  # a bad name fails here, not in a worker
         shaping = Shaping(config.shaping, config.shaping_potential, config.gamma, config.shaping_terminal)
-        builders = [dataclasses.replace(b, shaping=shaping) for b in builders]
+    kinds = bonus_kinds(config.bonus, config.episodic_bonus, config.global_bonus)
+    key_mode = config.bonus_key if "count" in kinds.values() else None
+    builders = [
+        dataclasses.replace(b, info_keys=tuple(config.info_rewards), key_mode=key_mode, shaping=shaping)
+        for b in builders
+    ]
     if snapshots is not None:
         builders = [dataclasses.replace(b, snapshot=s) for b, s in zip(builders, snapshots, strict=True)]
     vector_cls = gym.vector.SyncVectorEnv if config.vector == "sync" else gym.vector.AsyncVectorEnv

@@ -26,7 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from polyreward.gym.config import GymConfig, bonus_kinds
+from polyreward.gym.config import GymConfig
 from polyreward.gym.envs import EnvBuilder, EnvError, RewardVecEnv, vector_env
 
 PREFIX = "Meta-World/"
@@ -121,8 +121,6 @@ def metaworld_builders(config: GymConfig) -> list[MetaWorldBuilder]:
     _check_kwargs(config.env_id, kwargs)
     seed = kwargs.pop("seed", config.seed)
     kind = config.env_id.removeprefix(PREFIX)
-    kinds = bonus_kinds(config.bonus, config.episodic_bonus, config.global_bonus)
-    key_mode = config.bonus_key if "count" in kinds.values() else None
     specs: list[tuple[str, type, tuple, int | None]] = []  # task, class, goals, sub-env seed
     if kind == "MT1":
         names = _task_names(kwargs.pop("env_name", None), "env_name")
@@ -148,8 +146,6 @@ def metaworld_builders(config: GymConfig) -> list[MetaWorldBuilder]:
         MetaWorldBuilder(
             env_id=f"{PREFIX}{name}",
             env_kwargs=kwargs,
-            info_keys=tuple(config.info_rewards),
-            key_mode=key_mode,
             task=name,
             env_cls=cls,
             goals=goals,
