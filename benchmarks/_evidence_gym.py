@@ -101,11 +101,8 @@ def report(
                 curves[name][metric].append(values)
             shown = ", ".join(f"{m}={v:.3f}" for m, v in numbers.items())
             print(f"  {name:>24} seed {seed}: {shown} ({time.perf_counter() - run_start:.1f} s)", flush=True)
-    summary = {arm: {m: ev.t_interval(v) for m, v in metrics.items()} for arm, metrics in final.items()}
-    results = []
-    for c in comparisons:
-        effect = ev.paired_effect(final[c.a][c.metric], final[c.b][c.metric])
-        results.append(dataclasses.asdict(c) | {"effect": effect, "verdict": ev.verdict(c, effect)})
+    summary = ev.summarize(final)
+    results = ev.compare(final, comparisons)
     return {
         "claim": claim,
         "command": command,

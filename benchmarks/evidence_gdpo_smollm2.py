@@ -87,11 +87,8 @@ def main() -> None:
                 series = [r.get(f"reward/{name}/mean", math.nan) for r in load_run(run_dir).records]
                 curves[arm].setdefault(f"reward/{name}/mean", []).append(series)
             print(f"{arm:>5} seed {seed}: " + ", ".join(f"{m}={result[m]:.3f}" for m in METRICS), flush=True)
-    comparisons = []
-    for c in COMPARISONS:
-        effect = ev.paired_effect(final[c.a][c.metric], final[c.b][c.metric])
-        comparisons.append({"comparison": dataclasses.asdict(c), "effect": effect, "verdict": ev.verdict(c, effect)})
-        print(comparisons[-1]["verdict"])
+    comparisons = ev.compare(final, COMPARISONS)
+    print("\n".join(c["verdict"] for c in comparisons))
     report = {
         "claim": "Claim 1 on SmolLM2-135M: GDPO vs GRPO with correctness + format + length rewards",
         "command": "benchmarks/evidence_gdpo_smollm2.py" + (" --smoke" if args.smoke else ""),
@@ -103,7 +100,7 @@ def main() -> None:
             "threads": torch.get_num_threads(),
         },
         "final": final,
-        "summary": {arm: {m: ev.t_interval(v) for m, v in final[arm].items()} for arm in ARMS},
+        "summary": ev.summarize(final),
         "comparisons": comparisons,
         "verdicts": [c["verdict"] for c in comparisons],
         "curves": curves,

@@ -114,7 +114,7 @@ def report(
 ) -> dict:
     """Run the experiment and return its JSON-ready report (per-seed numbers, intervals, verdicts)."""
     final, curves, seconds = run_arms(task, arms, seeds, curve_metrics, progress)
-    summary = {arm: {m: t_interval(v) for m, v in metrics.items()} for arm, metrics in final.items()}
+    summary = summarize(final)
     results = compare(final, comparisons)
     return {
         "claim": claim,
@@ -136,6 +136,11 @@ def report(
             "cpu": platform.processor() or platform.machine(),
         },
     }
+
+
+def summarize(final: dict) -> dict:
+    """Mean and 95% t-interval of every ``final[arm][metric]`` list of per-seed numbers."""
+    return {arm: {m: t_interval(v) for m, v in metrics.items()} for arm, metrics in final.items()}
 
 
 def compare(final: dict, comparisons: Sequence[Comparison]) -> list[dict]:
