@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from polyreward.advantages import AdvantageResult
+from polyreward.advantages import AdvantageResult, best_in_group
 from polyreward.batch import RewardBatch
 from polyreward.lm.controllers import Controller, Probe, StepPlan, check_reward, register
 
@@ -38,10 +38,9 @@ def rejection_pick(rewards: Tensor, group_index: Tensor, vectors: Tensor) -> Ten
     Ties go to the first sample of the group.
     """
     score = (torch.nan_to_num(rewards.double()) * vectors.double()[group_index]).sum(-1)
+    best = best_in_group(score, group_index, vectors.shape[0])
     keep = torch.zeros(score.shape[0], dtype=torch.bool)
-    for g in torch.unique(group_index).tolist():
-        rows = torch.nonzero(group_index == g).squeeze(-1)
-        keep[rows[int(torch.argmax(score[rows]))]] = True
+    keep[best[best < score.shape[0]]] = True  # a group with no sample has no pick
     return keep
 
 
