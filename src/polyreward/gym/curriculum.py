@@ -23,10 +23,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from polyreward.config import ConfigError
 from polyreward.gym.config import GymConfig
 from polyreward.gym.envs import EnvBuilder, RewardVecEnv, make_env, reward_names, vector_env
+from polyreward.rewards.selection import learning_progress_probs as mixed_progress_probs
 
 TASK_KEY = "polyreward/task"
 
@@ -39,11 +41,8 @@ def ema_update(ema: np.ndarray, value: np.ndarray, rate: float, seen: np.ndarray
 
 def learning_progress_probs(fast: np.ndarray, slow: np.ndarray, floor: float) -> np.ndarray:
     """``p[N] = (1 − floor) · LP / Σ LP + floor / N`` with ``LP = |fast − slow|``; uniform while ``Σ LP = 0``."""
-    progress = np.abs(np.asarray(fast, dtype=np.float64) - np.asarray(slow, dtype=np.float64))
-    n = len(progress)
-    if progress.sum() <= 0:
-        return np.full(n, 1.0 / n)
-    return (1.0 - floor) * progress / progress.sum() + floor / n
+    progress = torch.from_numpy(np.abs(np.asarray(fast, dtype=np.float64) - np.asarray(slow, dtype=np.float64)))
+    return mixed_progress_probs(progress, torch.ones(len(progress), dtype=torch.bool), floor).numpy()
 
 
 def batch_success(tasks: np.ndarray, success: np.ndarray, num_tasks: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,8 +8,9 @@
   every row ``runs`` times before training and keep the rows whose rewards vary.
 - ``staged_tasks``: a staged multi-task mixture (task weights per stage of training).
 
-The pure math (:func:`ema_update`, :func:`learning_progress_probs`, :func:`vspo_values`,
-:func:`stage_weights`) takes numbers and tensors only; the classes hold the statistics.
+The pure math (:func:`ema_update`, :func:`vspo_values`, :func:`stage_weights`, and
+:func:`~polyreward.rewards.selection.learning_progress_probs`, shared with the gym curriculum) takes
+numbers and tensors only; the classes hold the statistics.
 """
 
 from __future__ import annotations
@@ -26,29 +27,17 @@ from torch import Tensor
 from polyreward.batch import RewardBatch
 from polyreward.lm.controllers import Controller, Probe, StepPlan, check_reward, group_values, register
 from polyreward.lm.data import _epoch_order
-from polyreward.rewards.selection import pass_rate_band, reward_variance, select_by_reward_variance
+from polyreward.rewards.selection import (
+    learning_progress_probs,
+    pass_rate_band,
+    reward_variance,
+    select_by_reward_variance,
+)
 
 
 def ema_update(fast: float, slow: float, value: float, alpha_fast: float, alpha_slow: float) -> tuple[float, float]:
     """One step of both EMAs: ``x <- x + alpha (value - x)``."""
     return fast + alpha_fast * (value - fast), slow + alpha_slow * (value - slow)
-
-
-def learning_progress_probs(lp: Tensor, seen: Tensor, epsilon: float) -> Tensor:
-    """Task probabilities ``p[T]`` from learning progress ``lp[T]`` (>= 0) and ``seen[T]`` (bool).
-
-    ``p = (1 - eps) * q + eps / T``, ``q`` proportional to ``lp`` over seen tasks; unseen tasks take
-    all of ``q`` until every task has been tried once; ``q`` is uniform when every ``lp`` is 0.
-    """
-    n = lp.numel()
-    lp = lp.double()
-    if (~seen).any():
-        q = (~seen).double()
-    elif lp.sum() > 0:
-        q = lp.clamp(min=0)
-    else:
-        q = torch.ones(n, dtype=torch.float64)
-    return (1 - epsilon) * q / q.sum() + epsilon / n
 
 
 def vspo_values(variance: Tensor, count: Tensor, bonus: float) -> Tensor:

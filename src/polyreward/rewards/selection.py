@@ -161,3 +161,20 @@ def pass_rate_band(pass_rates: Tensor | Sequence[float], low: float, high: float
         raise ValueError(f"pass_rate_band: needs 0 <= low <= high <= 1, got low={low}, high={high}")
     p = torch.as_tensor(pass_rates, dtype=torch.float64)
     return torch.isnan(p) | ((p >= low) & (p <= high))
+
+
+def learning_progress_probs(lp: Tensor, seen: Tensor, epsilon: float) -> Tensor:
+    """Task probabilities ``p[T]`` from learning progress ``lp[T]`` (>= 0) and ``seen[T]`` (bool).
+
+    ``p = (1 - eps) * q + eps / T``, ``q`` proportional to ``lp`` over seen tasks; unseen tasks take
+    all of ``q`` until every task has been tried once; ``q`` is uniform when every ``lp`` is 0.
+    """
+    n = lp.numel()
+    lp = lp.double()
+    if (~seen).any():
+        q = (~seen).double()
+    elif lp.sum() > 0:
+        q = lp.clamp(min=0)
+    else:
+        q = torch.ones(n, dtype=torch.float64)
+    return (1 - epsilon) * q / q.sum() + epsilon / n
