@@ -118,7 +118,7 @@ def test_learning_progress_prefers_the_task_whose_success_is_changing():
     lp = LearningProgress(reward="r", task_column="task", epsilon=0.0)
     lp.bind(RewardSet([r]), PromptSource(rows), seed=0)
     for success in (0.0, 0.5, 1.0, 1.0):  # 'moving' rises, 'flat' stays at 0.5
-        lp.observe(0, _batch([success, success, 0.5, 0.5], 2), [0, 1])
+        lp.observe(0, _batch([success, success, 0.5, 0.5], 2), [0, 1], [], [])
     probs = lp.probabilities()
     assert probs["moving"] == pytest.approx(1.0) and probs["flat"] == pytest.approx(0.0)
     plan = StepPlan(position=0, size=6)
@@ -137,7 +137,7 @@ def test_vspo_values_and_resampling_of_known_flat_rows():
     vs = ValueResample(reward="r", bonus=0.0)
     vs.bind(RewardSet([r]), source, seed=0)
     first = source.indices(0, 2)
-    vs.observe(0, _batch([1.0, 1.0, 0.0, 1.0], 2), first)  # first row flat, second varies
+    vs.observe(0, _batch([1.0, 1.0, 0.0, 1.0], 2), first, [], [])  # first row flat, second varies
     plan = StepPlan(position=0, size=2)  # the same two rows again
     metrics = vs.plan(1, plan, probe=None)
     # the flat row is replaced by a row never tried (infinite value); the varying row stays

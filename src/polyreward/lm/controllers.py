@@ -5,7 +5,7 @@ A step with controllers reads::
     plan = controllers.plan(step, position, size, probe)    # rows (prompt samplers), temperature
     rollout = sample(rows of plan, temperature of plan)
     batch = score(rollout)
-    controllers.observe(step, batch, plan.indices)          # update statistics, return metrics
+    controllers.observe(step, batch, indices, rows, texts)  # update statistics, return metrics
     result = controllers.advantages(batch, estimator(batch)) # per-sample re-weighting
 
 Every hook is optional (the base class does nothing). At most one controller chooses the rows.
@@ -60,7 +60,11 @@ class Controller:
     def plan(self, step: int, plan: StepPlan, probe: Probe) -> dict[str, float]:
         return {}
 
-    def observe(self, step: int, batch: RewardBatch, indices: list[int]) -> dict[str, float]:
+    def observe(
+        self, step: int, batch: RewardBatch, indices: list[int], rows: list[dict[str, Any]], texts: list[str]
+    ) -> dict[str, float]:
+        """After scoring: ``batch[P * G, K]`` of the step's ``rows`` (``indices`` into the prompt
+        source, one per row) and the completion ``texts`` (group-major, G per row)."""
         return {}
 
     def advantages(self, batch: RewardBatch, result: AdvantageResult) -> AdvantageResult:
@@ -132,10 +136,12 @@ class Controllers:
             metrics.update(c.plan(step, plan, probe))
         return plan, metrics
 
-    def observe(self, step: int, batch: RewardBatch, indices: list[int]) -> dict[str, float]:
+    def observe(
+        self, step: int, batch: RewardBatch, indices: list[int], rows: list[dict[str, Any]], texts: list[str]
+    ) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for c in self.items:
-            metrics.update(c.observe(step, batch, indices))
+            metrics.update(c.observe(step, batch, indices, rows, texts))
         return metrics
 
     def advantages(self, batch: RewardBatch, result: AdvantageResult) -> AdvantageResult:

@@ -119,7 +119,7 @@ class LearningProgress(Controller):
         lp = [abs(f - s) for f, s in self.ema.values()]
         return {"curriculum/lp_mean": sum(lp) / len(lp) if lp else 0.0, "curriculum/p_max": max(probs.values())}
 
-    def observe(self, step: int, batch: RewardBatch, indices: list[int]) -> dict[str, float]:
+    def observe(self, step: int, batch: RewardBatch, indices: list[int], rows, texts) -> dict[str, float]:
         success = group_values(batch, self.reward).nanmean(-1)
         for i, value in zip(indices, success.tolist(), strict=True):
             if math.isnan(value):
@@ -182,7 +182,7 @@ class ValueResample(Controller):
             "vspo/known_flat_rows": float(sum(v <= self.min_var for v, _ in self.stats.values())),
         }
 
-    def observe(self, step: int, batch: RewardBatch, indices: list[int]) -> dict[str, float]:
+    def observe(self, step: int, batch: RewardBatch, indices: list[int], rows, texts) -> dict[str, float]:
         variance = reward_variance(group_values(batch, self.reward))
         for i, var in zip(indices, variance.tolist(), strict=True):
             if math.isnan(var):

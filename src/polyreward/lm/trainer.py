@@ -116,17 +116,13 @@ class Trainer:
         rows = plan.rows if plan.rows is not None else [self.data.rows[i] for i in indices]
         self.state.position += cfg.prompts_per_step
         temperature = cfg.temperature if plan.temperature is None else plan.temperature
-        rollout = self._rollout([row[self.data.prompt_column] for row in rows], cfg.group_size, temperature)
+        rollout = self.rollout([row[self.data.prompt_column] for row in rows], cfg.group_size, temperature)
         sampled = time.perf_counter()
-        batch, reward_metrics = self._score(rows, rollout)
-        control_metrics.update(self.controllers.observe(self.state.step, batch, indices))
+        batch, reward_metrics = self.score(rows, rollout)
+        control_metrics.update(self.controllers.observe(self.state.step, batch, indices, rows, rollout.texts))
         self._last_samples = _samples(rows, rollout, batch, cfg.group_size, cfg.samples_to_log)
-        if cfg.dynamic_sampling:
-            batch, rollout = _drop_flat_groups(batch, rollout)
-        result = advantages.compute(cfg.estimator, batch, **cfg.estimator_params)
-        result = self.controllers.advantages(batch, result)
         scored = time.perf_counter()
-        loss_metrics = self._optimize(rollout, result)
+        learn_metrics = self.learn(batch, rollout)
         done = time.perf_counter()
         timing = {
             "time/sample_s": sampled - start,
@@ -135,12 +131,19 @@ class Trainer:
             "time/step_s": done - start,
             "time/samples_per_s": rollout.num_samples / (done - start),
         }
+        return {**reward_metrics, **control_metrics, **learn_metrics, **timing}
+
+    def learn(self, batch: RewardBatch, rollout: Rollout) -> dict[str, float]:
+        """Advantages of a scored rollout, then one optimizer update on them; returns their metrics."""
+        cfg = self.config
+        if cfg.dynamic_sampling:
+            batch, rollout = _drop_flat_groups(batch, rollout)
+        result = advantages.compute(cfg.estimator, batch, **cfg.estimator_params)
+        result = self.controllers.advantages(batch, result)
+        loss_metrics = self._optimize(rollout, result)
         return {
-            **reward_metrics,
-            **control_metrics,
             **_advantage_metrics(batch, result, cfg.estimator),
             **loss_metrics,
-            **timing,
             "lr": self.scheduler.get_last_lr()[0],
             "completion_tokens/mean": float(rollout.completion_mask.sum(-1).float().mean()),
         }
@@ -148,10 +151,10 @@ class Trainer:
     # ------------------------------------------------------------------ stages
     def _probe(self, rows: list[dict], samples: int, temperature: float) -> tuple[RewardBatch, list[str]]:
         """Sample and score rows outside the training batch (controllers' probes); no update."""
-        rollout = self._rollout([row[self.data.prompt_column] for row in rows], samples, temperature)
-        return self._score(rows, rollout)[0], rollout.texts
+        rollout = self.rollout([row[self.data.prompt_column] for row in rows], samples, temperature)
+        return self.score(rows, rollout)[0], rollout.texts
 
-    def _rollout(self, prompts: list, group_size: int, temperature: float) -> Rollout:
+    def rollout(self, prompts: list, group_size: int, temperature: float) -> Rollout:
         """``group_size`` completions per prompt, single-turn or with tools (sampling in eval mode)."""
         cfg = self.config
         self.model.eval()
@@ -182,11 +185,13 @@ class Trainer:
         finally:
             self.model.train()
 
-    def _score(self, rows: list[dict], rollout: Rollout) -> tuple[RewardBatch, dict[str, float]]:
-        """Rewards for every completion; each row is repeated G times so columns align."""
+    def score(self, rows: list[dict], rollout: Rollout) -> tuple[RewardBatch, dict[str, float]]:
+        """Rewards for every completion; each row is repeated G times so columns align (the prompt
+        source's columns, plus any other key the rows carry)."""
         g = rollout.group_size
         repeated = [row for row in rows for _ in range(g)]
-        columns = {c: [row.get(c) for row in repeated] for c in self.data.columns}
+        names = list(dict.fromkeys([*self.data.columns, *(k for row in rows for k in row)]))
+        columns = {c: [row.get(c) for row in repeated] for c in names if c != self.data.prompt_column}
         columns["completion_ids"] = [
             ids[m].tolist() for ids, m in zip(rollout.completion_ids, rollout.completion_mask, strict=True)
         ]
