@@ -7,6 +7,8 @@ A step with controllers reads::
     batch = score(rollout)
     controllers.observe(step, batch, indices, rows, texts)  # update statistics, return metrics
     result = controllers.advantages(batch, estimator(batch)) # per-sample re-weighting
+    term = controllers.supervised(step)                      # AMFT: demonstrations mixed into the loss,
+    weights = controller.mix(step, LossMix(g_RL, g_SFT, ...))  # grad = w_RL·g_RL + w_SFT·g_SFT
 
 Every hook is optional (the base class does nothing). At most one controller chooses the rows.
 Configs list them as ``controllers: [{kind, params?}]``; :func:`build_controllers` turns the list
@@ -48,6 +50,33 @@ class StepPlan:
     temperature: float | None = None
 
 
+@dataclasses.dataclass
+class SupervisedTerm:
+    """An imitation loss a controller mixes into the step (AMFT): one demonstration per prompt,
+    ``prompts[M]`` (as in the prompt column) and ``targets[M]`` (completion text). ``validation``:
+    held-out ``(prompts, targets)`` whose NLL gradient :class:`LossMix` carries (None: not this step)."""
+
+    prompts: list[Any]
+    targets: list[str]
+    validation: tuple[list[Any], list[str]] | None = None
+
+
+@dataclasses.dataclass
+class LossMix:
+    """What a loss-mixing controller sees: flattened gradients ``[P]`` over the trainable parameters
+    of the step's RL loss, its SFT loss and (when asked) the validation NLL at the current weights;
+    the learning rate of the coming update; token-mean entropies (nats) of the policy on its
+    rollouts and on the demonstrations; the epoch within the step."""
+
+    rl_grad: Tensor
+    sft_grad: Tensor
+    val_grad: Tensor | None
+    learning_rate: float
+    rl_entropy: float
+    sft_entropy: float
+    epoch: int = 0
+
+
 class Controller:
     """Base class: every hook is a no-op. Subclasses are dataclasses whose fields are the params."""
 
@@ -70,6 +99,15 @@ class Controller:
     def advantages(self, batch: RewardBatch, result: AdvantageResult) -> AdvantageResult:
         return result
 
+    def supervised(self, step: int) -> SupervisedTerm | None:
+        """Demonstrations to mix into this step's loss (None: pure RL, the trainer is unchanged)."""
+        return None
+
+    def mix(self, step: int, inputs: LossMix) -> tuple[float, float, dict[str, float]]:
+        """``(rl_weight, sft_weight, metrics)`` for the step's ``rl_weight·g_RL + sft_weight·g_SFT``;
+        called (once per epoch) only on the controller whose :meth:`supervised` gave a term."""
+        return 1.0, 0.0, {}
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -91,7 +129,7 @@ def register(kind: str):
 
 def build_controllers(specs: list[Mapping[str, Any]]) -> list[Controller]:
     """Controllers from config specs ``[{kind, params?}]``; errors name the entry and what is wrong."""
-    from polyreward.lm import dpa, samplers  # noqa: F401  (registers their kinds)
+    from polyreward.lm import amft, dpa, exit_buffer, samplers  # noqa: F401  (registers their kinds)
 
     out = []
     for index, spec in enumerate(specs):
@@ -148,6 +186,13 @@ class Controllers:
         for c in self.items:
             result = c.advantages(batch, result)
         return result
+
+    def supervised(self, step: int) -> tuple[Controller, SupervisedTerm] | None:
+        """The one controller mixing an imitation loss into this step, with its term (None: none does)."""
+        terms = [(c, t) for c in self.items if (t := c.supervised(step)) is not None]
+        if len(terms) > 1:
+            raise ValueError(f"controllers: {[c.kind for c, _ in terms]} all mix a supervised loss; keep one of them")
+        return terms[0] if terms else None
 
     def state_dict(self) -> list[dict[str, Any]]:
         return [{"kind": c.kind, **c.state_dict()} for c in self.items]

@@ -25,8 +25,9 @@ from polyreward.batch import RewardBatch
 from polyreward.checkpoint import latest_checkpoint, load_state, restore_training_state, save_checkpoint
 from polyreward.config import to_mapping
 from polyreward.diagnostics import diagnose
+from polyreward.lm.amft import demonstration_rollout, sft_token_loss
 from polyreward.lm.config import TrainConfig
-from polyreward.lm.controllers import Controllers, build_controllers
+from polyreward.lm.controllers import Controllers, LossMix, SupervisedTerm, build_controllers
 from polyreward.lm.data import PromptSource
 from polyreward.lm.forward import completion_logits
 from polyreward.lm.loss import clipped_surrogate, kl_k3, loss_normalizer, reduce_tokens, token_entropy, token_logprobs
@@ -220,7 +221,9 @@ class Trainer:
         old = self._logprobs_no_grad(rollout) if cfg.epochs_per_batch > 1 else None
         ref = self._logprobs_no_grad(rollout, self.reference) if self.reference is not None else None
         totals = {"loss/policy": 0.0, "loss/kl": 0.0, "loss/clip_fraction": 0.0, "loss/entropy": 0.0}
-        for _ in range(cfg.epochs_per_batch):
+        supervised, mixed = self.controllers.supervised(self.state.step), {}
+        for epoch in range(cfg.epochs_per_batch):
+            entropy_before = totals["loss/entropy"]
             for rows in torch.arange(rollout.num_samples).split(cfg.micro_batch_size):
                 logits = self._completion_logits(rollout, rows)
                 logp = token_logprobs(logits, rollout.completion_ids[rows].to(self.device))
@@ -244,8 +247,49 @@ class Trainer:
                     totals["loss/entropy"] += float(
                         reduce_tokens(token_entropy(logits), mask[rows], "token-mean", float(mask.sum()))
                     )
+            if supervised is not None:  # a controller mixes in an imitation loss (AMFT)
+                mixed = self._mix_supervised(*supervised, epoch, totals["loss/entropy"] - entropy_before)
             grad_norm = self._apply_gradients()
-        return {k: v / cfg.epochs_per_batch for k, v in totals.items()} | {"loss/grad_norm": grad_norm}
+        return {k: v / cfg.epochs_per_batch for k, v in totals.items()} | {"loss/grad_norm": grad_norm} | mixed
+
+    def _mix_supervised(self, controller, term: SupervisedTerm, epoch: int, rl_entropy: float) -> dict[str, float]:
+        """Replace the accumulated RL gradient by ``w_RL·g_RL + w_SFT·g_SFT`` with the weights the
+        controller chooses from both gradients (and a validation NLL gradient when the term has one)."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        rl_grad = _flat_grads(params)
+        self.optimizer.zero_grad(set_to_none=True)
+        demos = demonstration_rollout(self.tokenizer, term.prompts, term.targets)
+        sft_loss, sft_entropy = self._supervised_backward(demos)
+        sft_grad = _flat_grads(params)
+        self.optimizer.zero_grad(set_to_none=True)
+        val_grad, metrics = None, {"loss/sft": sft_loss, "loss/sft_entropy": sft_entropy}
+        if term.validation is not None:
+            metrics["loss/sft_validation"], _ = self._supervised_backward(
+                demonstration_rollout(self.tokenizer, *term.validation)
+            )
+            val_grad = _flat_grads(params)
+            self.optimizer.zero_grad(set_to_none=True)
+        inputs = LossMix(rl_grad, sft_grad, val_grad, self.scheduler.get_last_lr()[0], rl_entropy, sft_entropy, epoch)
+        rl_weight, sft_weight, controller_metrics = controller.mix(self.state.step, inputs)
+        _set_flat_grads(params, rl_weight * rl_grad + sft_weight * sft_grad)
+        return metrics | controller_metrics
+
+    def _supervised_backward(self, demos: Rollout) -> tuple[float, float]:
+        """Backward of the demonstrations' token NLL (trainer's loss reduction) over micro-batches;
+        returns ``(loss, token-mean entropy)``."""
+        cfg = self.config
+        mask = demos.completion_mask.to(self.device)
+        norm = loss_normalizer(mask, cfg.loss_reduction, cfg.max_new_tokens)
+        loss_total, entropy = 0.0, 0.0
+        for rows in torch.arange(demos.num_samples).split(cfg.micro_batch_size):
+            logits = self._completion_logits(demos, rows)
+            logp = token_logprobs(logits, demos.completion_ids[rows].to(self.device))
+            loss = sft_token_loss(logp, mask[rows], cfg.loss_reduction, norm)
+            loss.backward()
+            loss_total += float(loss.detach())
+            with torch.no_grad():
+                entropy += float(reduce_tokens(token_entropy(logits), mask[rows], "token-mean", float(mask.sum())))
+        return loss_total, entropy
 
     def _apply_gradients(self) -> float:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -313,6 +357,18 @@ def _token_channels(result: advantages.AdvantageResult, rollout: Rollout) -> dic
         f"{result.level}-level advantages need a matching rollout (turn-level: a ToolEnvironment); "
         "the language-model trainer cannot use step-level estimators"
     )
+
+
+def _flat_grads(params: list[Tensor]) -> Tensor:
+    """The parameters' gradients as one float32 vector ``[P]`` (a missing gradient counts as 0)."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in params])
+
+
+def _set_flat_grads(params: list[Tensor], vector: Tensor) -> None:
+    offset = 0
+    for p in params:
+        p.grad = vector[offset : offset + p.numel()].reshape(p.shape).to(p.dtype).clone()
+        offset += p.numel()
 
 
 def _frozen_copy(model):

@@ -11,7 +11,7 @@ import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from polyreward.rewards import code, geometry, judges, length, similarity, tables, tools
+from polyreward.rewards import code, geometry, judges, length, similarity, tables, tools, vision_r1
 from polyreward.rewards import format as formats
 from polyreward.rewards.answers import answer_reward
 from polyreward.rewards.component import RewardComponent
@@ -33,6 +33,7 @@ KINDS: dict[str, Callable[..., Any]] = {
     "box_iou": geometry.box_iou_reward,
     "temporal_iou": geometry.temporal_iou_reward,
     "temporal_r1": geometry.temporal_r1_reward,
+    "vision_r1": vision_r1.vision_r1_reward,
     "sentence_similarity": similarity.sentence_similarity_reward,
     "ot_alignment": similarity.ot_alignment_reward,
     "table_structure": tables.table_structure_reward,
