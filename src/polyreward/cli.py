@@ -133,8 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rm":
             return _run_rm(args)
         if args.command == "train":
-            if trainer_kind(args.config, args.settings) == "gym":
+            kind = trainer_kind(args.config, args.settings)
+            if kind == "gym":
                 from polyreward.gym.run import train_from_cli
+            elif kind == "dual_play":  # PasoDoble self-play (docs/self-play.md)
+                from polyreward.lm.selfplay import train_from_cli
+            elif kind == "complementary":  # Complementary RL (docs/self-play.md)
+                from polyreward.lm.experience import train_from_cli
             else:
                 from polyreward.lm.run import train_from_cli
 

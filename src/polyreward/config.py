@@ -72,7 +72,7 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
     return from_mapping(cls, values, source + (" + --set" if overrides else ""))
 
 
-TRAINERS = ("lm", "gym")
+TRAINERS = ("lm", "gym", "dual_play", "complementary")
 
 
 def trainer_kind(path: str | Path | None = None, overrides: list[str] | None = None) -> str:

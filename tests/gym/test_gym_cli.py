@@ -52,7 +52,7 @@ def test_trainer_key_selects_the_config_and_is_checked(tmp_path):
     assert trainer_kind(path) == "gym" and trainer_kind(None) == "lm"
     assert trainer_kind(path, ["trainer=lm"]) == "lm"
     assert load_config(GymConfig, path).env_id == "four-room-v0"
-    with pytest.raises(ConfigError, match=r"trainer='ppo' is not one of \['lm', 'gym'\]"):
+    with pytest.raises(ConfigError, match=r"trainer='ppo' is not one of \['lm', 'gym', 'dual_play', 'complementary'\]"):
         trainer_kind(path, ["trainer=ppo"])
     path.write_text("trainer: gym\nenv_idd: four-room-v0\n")
     with pytest.raises(ConfigError, match=r"unknown key 'env_idd'; did you mean \['env_id'\]"):

@@ -117,11 +117,13 @@ class RewardSet:
 
         ``columns``: extra dataset columns, passed to every reward function as keyword
         arguments. A list or tuple column must hold one value per completion; anything else
-        (e.g. a config object) is passed unchanged. ``group_ids`` or ``group_size`` give the
-        prompt of each completion (``group_size=G``: consecutive blocks of G).
+        (e.g. a config object) is passed unchanged. ``step`` (the training step) is passed too,
+        as ``step=`` unless a column of that name overrides it, for rewards whose rule changes over
+        training. ``group_ids`` or ``group_size`` give the prompt of each completion
+        (``group_size=G``: consecutive blocks of G).
         """
         _check_columns(prompts, completions, columns)
-        call = _Call(list(prompts), list(completions), columns)
+        call = _Call(list(prompts), list(completions), {"step": step, **columns})
         process = [c for c in self.components if c.executor == "process"]
         remote = [c for c in self.components if c.executor == "ray"]
         asynchronous = [c for c in self.components if c.is_async]
