@@ -276,9 +276,9 @@ def _step_of(cfg: _Config, columns: dict[str, Any], count: int) -> list[int | No
         step = getattr(columns["trainer_state"], "global_step", None)
     if step is None:
         raise RewardInputError(
-            f"reward {cfg.name!r}: progressive rule refinement needs the training step (a 'step' column or TRL's "
-            "trainer_state); polyreward's LM trainer does not pass it to rewards: set params.stage (0 or 1) and switch "
-            "the two stages with step-schedule weights, or adaptive: false (docs/rewards/vision-r1.md)"
+            f"reward {cfg.name!r}: progressive rule refinement needs the training step (a 'step' keyword, which "
+            "RewardSet.score passes, or TRL's trainer_state); or set params.stage (0 or 1), or adaptive: false "
+            "(docs/rewards/vision-r1.md)"
         )
     return list(step) if isinstance(step, (list, tuple)) else [int(step)] * count
 

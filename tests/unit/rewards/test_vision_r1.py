@@ -139,3 +139,11 @@ def test_catalog_builds_each_part_and_stages_switch_by_weight():
         build_rewards([{"kind": "vision_r1", "params": {"part": "iou"}}])
     with pytest.raises(ValueError, match=r"precision_bands:"):
         build_rewards([{"kind": "vision_r1", "params": {"precision_bands": [[0.8, 0.5], [0.75, 0.9]]}}])
+
+
+def test_reward_set_passes_the_training_step():
+    rewards = RewardSet([vision_r1_reward("precision")])
+    columns = {"solution": [json.dumps(GT)], "num_instances": [2]}
+    before = rewards.score(["p"], [PRED], step=1499, **columns).batch.rewards[0, 0].item()
+    after = rewards.score(["p"], [PRED], step=1500, **columns).batch.rewards[0, 0].item()
+    assert before == pytest.approx(0.8) and after == pytest.approx(DOG / 2)
