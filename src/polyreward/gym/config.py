@@ -27,6 +27,7 @@ ShapingTerminal = Literal["zero", "keep"]
 PVNRule = Literal["max", "policy"]
 ADSMetric = Literal["euclidean", "cosine"]
 TaskSampler = Literal["uniform", "learning_progress", "staged"]
+BarfiWeights = Literal["global", "state"]
 
 
 @dataclasses.dataclass
@@ -133,6 +134,12 @@ class GymConfig:
     barfi_lr: float = option(0.05, "BARFI: Adam learning rate of phi (initial phi = `weights`)")
     barfi_every: int = option(1, "BARFI: one outer (phi) step every N PPO updates")
     barfi_clip: float = option(10.0, "BARFI: keep each phi_k in [-c, c]")
+    barfi_weights: BarfiWeights = option(
+        "global", "BARFI: 'global' (one phi_k per component) or 'state' (phi_k(s), a small network of the observation)"
+    )
+    barfi_hidden_sizes: list[int] = option(
+        [32], "BARFI barfi_weights='state': hidden widths of the phi(s) network (tanh MLP; [] = linear in the observation)"
+    )
     tasks: list[dict[str, Any]] = option(
         [],
         "multi-task: [{env_id, env_kwargs, name}] run by every sub-env, the task chosen at each episode start by "
@@ -249,8 +256,9 @@ class GymConfig:
 
     def _check_controllers(self) -> None:
         """The ``barfi_*``, ``tasks``, ``lp_*`` and ``stages`` fields (task names are checked by the env)."""
-        if self.task_sampler not in typing.get_args(TaskSampler):
-            raise ConfigError(f"task_sampler={self.task_sampler!r} is not one of {list(typing.get_args(TaskSampler))}")
+        for name, choices in (("task_sampler", TaskSampler), ("barfi_weights", BarfiWeights)):
+            if getattr(self, name) not in typing.get_args(choices):
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {list(typing.get_args(choices))}")
         checks = {  # field: (holds, what it must be)
             "barfi_lr": (self.barfi_lr > 0, "> 0"),
             "barfi_every": (self.barfi_every >= 1, ">= 1"),
@@ -262,6 +270,10 @@ class GymConfig:
         self._require(checks)
         if self.barfi_primary and self.critic != "multi":
             raise ConfigError("barfi_primary: BARFI needs one advantage per component; set critic='multi'")
+        if self.barfi_weights == "state" and not self.barfi_primary:
+            raise ConfigError("barfi_weights: 'state' learns weights for BARFI; set barfi_primary too")
+        if any(not isinstance(h, int) or h < 1 for h in self.barfi_hidden_sizes):
+            raise ConfigError(f"barfi_hidden_sizes: expected positive widths, got {self.barfi_hidden_sizes}")
         for i, task in enumerate(self.tasks):
             if not isinstance(task, dict) or not isinstance(task.get("env_id"), str):
                 raise ConfigError(f"tasks[{i}]: expected a mapping with a string 'env_id', got {task!r}")

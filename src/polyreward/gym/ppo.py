@@ -122,7 +122,7 @@ class PPO:
         self.clip_groups = [self.params] if config.grad_clip == "joint" else _policy_and_rest(self.model, self.params)
         self.optimizer = torch.optim.Adam(self.params, lr=config.lr, eps=1e-5)
         self.ads = DiscountSchedule.from_config(config, env.obs_dim, env.num_envs) if config.ads_demos else None
-        self.barfi = RewardBlend.from_config(config, self.names, self.weights) if config.barfi_primary else None
+        self.barfi = RewardBlend.from_config(config, self.names, self.weights, env.obs_dim) if config.barfi_primary else None
         if self.barfi is not None:
             self.weights = self.barfi.weights
         self.curriculum = TaskCurriculum.from_config(config, env) if env.task_set is not None else None
@@ -175,13 +175,11 @@ class PPO:
             self.pvn.calibrate(rollout.obs)  # once: the indicator sets then stay fixed
         adv, returns, shares = self.advantages(rollout)
         outer = self.barfi is not None and self.update % cfg.barfi_every == 0
-        if outer:  # BARFI: component gradients at the rollout's policy, before the inner update
-            parts = self.barfi.component_advantages(rollout, self.gamma, cfg.lam)
-            inner = self.barfi.inner_gradients(self.model, rollout, parts)
+        before = self.barfi.snapshot(self.model) if outer else None  # BARFI: θ before the inner update
         metrics = self.optimize(rollout, adv, returns)
         metrics.update(ads_metrics)
         if self.barfi is not None:
-            metrics.update(self.barfi.outer_step(self.model, rollout, parts, inner) if outer else {})
+            metrics.update(self.barfi.outer_step(self.model, rollout, before, self.gamma, cfg.lam) if outer else {})
             self.weights = self.barfi.weights
             metrics.update(self.barfi.metrics())
         if self.curriculum is not None:
@@ -296,6 +294,8 @@ class PPO:
                 lam=cfg.lam,
                 norm=cfg.critic_norm,
             )
+            if self.barfi is not None:  # BARFI's weights may differ per state: recombine per sample
+                result = self.barfi.reweight(result, rollout.obs, cfg.critic_norm)
             return result.advantages, result.extras["returns"], advantage_share(result, len(self.names))
         result = advantages.compute(
             "gae",
