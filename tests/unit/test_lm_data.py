@@ -32,3 +32,24 @@ def test_load_rows_from_jsonl_and_errors(tmp_path):
         load_rows(tmp_path / "nope.jsonl")
     with pytest.raises(ValueError, match="expected one of"):
         load_rows(path.with_suffix(".txt").write_text("x") and path.with_suffix(".txt"))
+
+
+def test_task_params_reach_the_generators_and_bad_ones_are_named():
+    import pytest
+
+    from polyreward.lm.config import TrainConfig
+    from polyreward.lm.tasks import build_task
+
+    easy = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}
+    data, _ = build_task(TrainConfig(task="reasoning_gym:chain_sum", task_size=20, task_params=easy))
+    for row in data.rows:  # "... problem: a - b =" with single digits; the answer is their value
+        expression = row["question"].rsplit(":", 1)[1].strip().rstrip("=").split()
+        assert len(expression) == 3 and all(len(t) == 1 for t in expression[::2])
+        a, op, b = int(expression[0]), expression[1], int(expression[2])
+        assert int(row["answer"]) == (a + b if op == "+" else a - b)
+    data, _ = build_task(TrainConfig(task_size=50, task_params={"max_operand": 3}))
+    assert max(int(row["answer"]) for row in data.rows) <= 6
+    with pytest.raises(ValueError, match=r"task_params for 'reasoning_gym:chain_sum'.*nope"):
+        build_task(TrainConfig(task="reasoning_gym:chain_sum", task_size=4, task_params={"nope": 1}))
+    with pytest.raises(ValueError, match=r"task_params: \['x'\] are not settings of 'arithmetic'"):
+        build_task(TrainConfig(task_params={"x": 1}))

@@ -21,6 +21,9 @@ class TrainConfig:
     # data and rewards
     task: str = option("arithmetic", "'arithmetic' (built-in), 'reasoning_gym:<dataset>', or a .jsonl/.parquet file")
     task_size: int = option(1000, "rows generated for built-in and reasoning-gym tasks")
+    task_params: dict[str, Any] = option(
+        {}, "task generator settings: reasoning-gym dataset config fields, or {max_operand} for 'arithmetic'"
+    )
     prompt_column: str = option("prompt", "column holding the prompt in a file task")
     rewards: list[dict[str, Any]] = option(
         [], "reward specs [{kind, name?, weight?, on_error?, params?}]; empty = the task's default rewards"

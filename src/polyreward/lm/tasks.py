@@ -65,11 +65,21 @@ def brevity(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
 
 def build_task(config: TrainConfig) -> tuple[PromptSource, RewardSet]:
     """The prompt source and reward set that ``config.task`` names (``config.rewards`` replaces the defaults)."""
+    params = dict(config.task_params)
+    if params and not (config.task == "arithmetic" or config.task.startswith("reasoning_gym:")):
+        raise ValueError(f"task_params: only the 'arithmetic' and reasoning-gym tasks take them, not {config.task!r}")
     if config.task == "arithmetic":
-        rows, defaults = arithmetic_rows(config.task_size, config.seed), [correct, answer_format, brevity]
+        unknown = sorted(set(params) - {"max_operand"})
+        if unknown:
+            raise ValueError(f"task_params: {unknown} are not settings of 'arithmetic' (it takes max_operand)")
+        rows = arithmetic_rows(config.task_size, config.seed, **params)
+        defaults = [correct, answer_format, brevity]
     elif config.task.startswith("reasoning_gym:"):
         dataset = config.task.split(":", 1)[1]
-        rows = reasoning_gym_task(dataset, size=config.task_size, seed=config.seed)
+        try:
+            rows = reasoning_gym_task(dataset, size=config.task_size, seed=config.seed, **params)
+        except (TypeError, ValueError, AssertionError) as err:
+            raise ValueError(f"task_params for {config.task!r}: {err}") from err
         defaults = [reasoning_gym_reward(), format_reward(tags=("answer",))]
     elif is_verdict_task(config.task):  # judge preference pairs (polyreward.rm.verdict_task)
         rows, defaults = verdict_task(config.task, config.task_size, config.seed)
