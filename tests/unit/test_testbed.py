@@ -189,20 +189,85 @@ def test_t_interval_and_verdicts():
     assert ev.t_interval([1.0, math.nan])["n"] == 1
 
 
-SCRIPTS = ["evidence_gdpo", "evidence_conditioning", "evidence_hdpo", "evidence_hbpo", "evidence_dual_level"]
+SCRIPTS = [
+    ("evidence_gdpo", None),
+    ("evidence_conditioning", None),
+    ("evidence_hdpo", None),
+    ("evidence_hdpo", "hard"),
+    ("evidence_hbpo", None),
+    ("evidence_hbpo", "hard"),
+    ("evidence_dual_level", None),
+    ("evidence_dual_level", "hard"),
+]
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_evidence_script_smoke(name, tmp_path):
+@pytest.mark.parametrize(("script", "variant"), SCRIPTS)
+def test_evidence_script_smoke(script, variant, tmp_path):
+    extra = ["--variant", variant] if variant else []
     run = subprocess.run(
-        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--smoke", "--out", str(tmp_path)],
+        [sys.executable, str(BENCHMARKS / f"{script}.py"), "--smoke", "--out", str(tmp_path), *extra],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
+    name = f"{script}_{variant}" if variant else script
+    assert [p.name for p in tmp_path.glob("*.json")] == [f"{name}.json"]  # a variant never overwrites the default
     report = json.loads((tmp_path / f"{name}.json").read_text())
     assert (tmp_path / f"{name}.png").stat().st_size > 0
     assert report["verdicts"] and len(report["seeds"]) == 2
     for arm in report["arms"]:
         assert all(len(v) == 2 for v in report["final"][arm].values())
+
+
+def test_bstar_script_smoke(tmp_path):
+    """B-STaR self-improvement: per-iteration curves, the tuned fixed pair, balance-score comparisons."""
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "evidence_bstar.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads((tmp_path / "evidence_bstar.json").read_text())
+    assert (tmp_path / "evidence_bstar.png").stat().st_size > 0
+    assert report["seeds"] == [0, 1] and set(report["arms"]) == {"bstar", "fixed_T1.0_tau0", "fixed_best"}
+    assert list(report["tuning"]["best"]) in ([t, h] for t in (1.0, 1.3) for h in (0.0, 1.0))
+    for arm in report["arms"]:
+        assert all(len(v) == 2 for v in report["final"][arm].values())
+        assert all(len(c) == 3 for c in report["curves"][arm]["greedy"])  # base + 2 iterations
+        assert all(0 <= b <= 1 for c in report["curves"][arm]["balance"] for b in c)
+    assert len(report["verdicts"]) == len(report["comparisons"]) == 8
+
+
+def test_sampling_temperature():
+    """Temperature 1 is the default path draw for draw; 0 is greedy; T > 1 flattens the distribution."""
+    task = SumTask(n_args=2)
+    torch.manual_seed(0)
+    policy = GRUPolicy(task.actions)
+    prompts = task.sample_prompts(64, torch.Generator().manual_seed(1))
+    a = sample(policy, task, prompts, torch.Generator().manual_seed(2))
+    b = sample(policy, task, prompts, torch.Generator().manual_seed(2), temperature=1.0)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.old_logprobs, b.old_logprobs)
+    g1 = sample(policy, task, prompts, torch.Generator().manual_seed(3), temperature=0)
+    g2 = sample(policy, task, prompts, torch.Generator().manual_seed(4), temperature=0)
+    assert torch.equal(g1.tokens, g2.tokens)
+
+
+def test_demo_noise_and_drop_are_off_by_default():
+    """The new demonstration flaws draw nothing when 0, so the stored evidence results reproduce."""
+    import random
+
+    prompt = SumTask(n_args=3).sample_prompts(1, torch.Generator().manual_seed(0))[0]
+    rng = random.Random(0)
+    assert SumTask(n_args=3).demonstration(prompt, rng) == [(t, False) for t in prompt.tokens[1:]] + [(END, False)]
+    assert rng.random() == random.Random(0).random()
+    dropped = SumTask(n_args=3, demo_drop=1.0).demonstration(prompt, random.Random(0))
+    assert [t for t, _ in dropped] == [*prompt.tokens[1:3], END]
+    tool = ToolTask(n_args=3, demo_noise=0.0, demo_tool_prob=0.0)
+    p = tool.sample_prompts(1, torch.Generator().manual_seed(0))[0]
+    rng = random.Random(5)
+    tool.demonstration(p, rng)
+    ref = random.Random(5)
+    ref.random(), ref.randrange(10)  # the tool draw and the guess, nothing else
+    assert rng.random() == ref.random()

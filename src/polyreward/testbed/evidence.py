@@ -152,7 +152,7 @@ def compare(final: dict, comparisons: Sequence[Comparison]) -> list[dict]:
     return results
 
 
-def plot(report: dict, path: Path, metrics: Sequence[str], smooth: int = 10) -> None:
+def plot(report: dict, path: Path, metrics: Sequence[str], smooth: int = 10, xlabel: str = "update") -> None:
     """One panel per metric: the training curve of each arm, mean over seeds with a 95% t band
     (moving average over ``smooth`` updates), and the final-evaluation interval as an error bar."""
     import matplotlib
@@ -176,7 +176,7 @@ def plot(report: dict, path: Path, metrics: Sequence[str], smooth: int = 10) -> 
                 ax.errorbar([x], [end["mean"]], yerr=[[end["mean"] - end["low"]], [end["high"] - end["mean"]]],
                             color=color, fmt="o", ms=3, capsize=2)  # fmt: skip
         ax.set_title(metric)
-        ax.set_xlabel("update (dots: final eval, 95% CI)")
+        ax.set_xlabel(f"{xlabel} (dots: final eval, 95% CI)")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{report['claim']} ({len(report['seeds'])} seeds, mean ± 95% t-interval)", fontsize=9)
@@ -195,12 +195,17 @@ def _moving_average(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
-def parse_args(description: str, default_out: Path, default_seeds: int = 8) -> argparse.Namespace:
-    """``--out DIR`` (results folder), ``--seeds N``, ``--smoke`` (2 seeds, a few updates)."""
+def parse_args(
+    description: str, default_out: Path, default_seeds: int = 8, variants: Sequence[str] = ()
+) -> argparse.Namespace:
+    """``--out DIR`` (results folder), ``--seeds N``, ``--smoke`` (2 seeds, a few updates) and, when the
+    script has more than one, ``--variant NAME`` (``default`` or one of ``variants``)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, default=default_out, help="results folder")
     parser.add_argument("--seeds", type=int, default=default_seeds, help="seeds per arm")
     parser.add_argument("--smoke", action="store_true", help="2 seeds x 3 updates: checks the script runs")
+    if variants:
+        parser.add_argument("--variant", choices=["default", *variants], default="default", help="testbed variant")
     args = parser.parse_args()
     if args.smoke:
         args.seeds = 2
@@ -234,12 +239,25 @@ def run_script(
     metrics: Sequence[str],
     default_out: Path,
     notes: str = "",
+    variants: dict[str, dict] | None = None,
 ) -> dict:
-    """The whole of an ``evidence_*.py`` command: arguments, one thread, the runs, JSON + PNG."""
+    """The whole of an ``evidence_*.py`` command: arguments, one thread, the runs, JSON + PNG.
+
+    ``variants``: ``{variant: overrides}`` selected by ``--variant``; the overrides replace any of
+    ``name``, ``claim``, ``task``, ``arms``, ``comparisons``, ``metrics``, ``notes`` (a variant writes
+    its own ``name``, so it never overwrites the default experiment's results).
+    """
     import sys
 
     torch.set_num_threads(1)
-    args = parse_args(description, default_out)
+    args = parse_args(description, default_out, variants=tuple(variants or ()))
+    chosen = (variants or {}).get(getattr(args, "variant", "default"), {})
+    unknown = set(chosen) - {"name", "claim", "task", "arms", "comparisons", "metrics", "notes"}
+    if unknown:
+        raise ValueError(f"run_script: unknown variant overrides {sorted(unknown)}")
+    name, claim, task = chosen.get("name", name), chosen.get("claim", claim), chosen.get("task", task)
+    arms, comparisons = chosen.get("arms", arms), chosen.get("comparisons", comparisons)
+    metrics, notes = chosen.get("metrics", metrics), chosen.get("notes", notes)
     if args.smoke:
         arms = {k: smoke(v) for k, v in arms.items()}
     result = report(claim, " ".join(sys.argv), task, arms, range(args.seeds), comparisons, metrics, notes)

@@ -58,10 +58,14 @@ class Rollout:
 
 
 @torch.no_grad()
-def sample(policy: GRUPolicy, task: Task, prompts: Sequence[Prompt], generator: torch.Generator) -> Rollout:
+def sample(
+    policy: GRUPolicy, task: Task, prompts: Sequence[Prompt], generator: torch.Generator, temperature: float = 1.0
+) -> Rollout:
     """Sample one completion per entry of ``prompts`` (already expanded to ``N`` samples).
 
-    At each step the policy samples from its allowed tokens (temperature 1); the task's environment
+    At each step the policy samples from its allowed tokens at ``temperature`` (logits divided by it;
+    0 is greedy); ``old_logprobs`` are those of the distribution sampled from (at temperature 1 when
+    greedy). The task's environment
     may inject the next token instead (a tool result, the next turn's observation), which the
     policy reads but is not trained on. A row stops at its END (or last SEP) or after
     ``task.max_new_tokens`` completion tokens.
@@ -78,7 +82,13 @@ def sample(policy: GRUPolicy, task: Task, prompts: Sequence[Prompt], generator: 
     done = torch.zeros(n, dtype=torch.bool)
     for t in range(length):
         logp = torch.log_softmax(logits, -1)
-        sampled = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+        if temperature == 0:
+            sampled = logits.argmax(-1)
+        elif temperature == 1.0:  # the exact temperature-1 path, draw for draw
+            sampled = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+        else:
+            logp = torch.log_softmax(logits / temperature, -1)
+            sampled = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
         forced = inject >= 0
         token = torch.where(forced, inject, sampled)
         active = ~done

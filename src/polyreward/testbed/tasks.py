@@ -148,6 +148,8 @@ class SumTask(Task):
     budget: int = 3
     slack: int = 4
     max_new_tokens: int = 10
+    demo_noise: float = 0.0
+    demo_drop: float = 0.0
 
     def __post_init__(self) -> None:
         self.prompt_length = 1 + self.n_args
@@ -160,6 +162,16 @@ class SumTask(Task):
 
     def reward_functions(self) -> list:
         return [R.correct, R.format_ok, R.length_budget(self.slack)]
+
+    def demonstration(self, prompt: Prompt, rng: random.Random) -> list[tuple[int, bool]]:
+        """The prompt's digits copied; with probability ``demo_drop`` the last one is left out (a
+        systematic error), and each copied digit is replaced by a random one with probability ``demo_noise``."""
+        demo = super().demonstration(prompt, rng)
+        if self.demo_drop > 0 and rng.random() < self.demo_drop:  # no draws at 0: the default stays as it was
+            demo = [*demo[:-2], demo[-1]]
+        if self.demo_noise > 0:
+            demo = [(rng.randrange(10), e) if t < 10 and rng.random() < self.demo_noise else (t, e) for t, e in demo]
+        return demo
 
     def metrics(self, prompts, completions, rewards):
         out = super().metrics(prompts, completions, rewards)
@@ -194,6 +206,7 @@ class ToolTask(Task):
     hidden_prob: float = 0.5
     max_new_tokens: int = 10
     demo_tool_prob: float = 0.5
+    demo_noise: float = 0.0
 
     def __post_init__(self) -> None:
         self.prompt_length = 1 + self.n_args
@@ -220,13 +233,16 @@ class ToolTask(Task):
 
     def demonstration(self, prompt: Prompt, rng: random.Random) -> list[tuple[int, bool]]:
         """Calls the tool on a ``demo_tool_prob`` share of prompts, hidden or not (tool overuse),
-        then copies the digits; without the tool a hidden digit is guessed."""
+        then copies the digits; without the tool a hidden digit is guessed. With ``demo_noise`` > 0
+        each copied digit is replaced by a random one with that probability (a sloppy base model)."""
         out, known = [], prompt.reveal
         if rng.random() < self.demo_tool_prob:
             out += [(TOOL, False), (prompt.reveal, True)]
         else:
             known = rng.randrange(10)
         digits = [known if t == HIDDEN else t for t in prompt.tokens[1:]]
+        if self.demo_noise > 0:  # no draws otherwise: demonstrations without noise stay as they were
+            digits = [rng.randrange(10) if rng.random() < self.demo_noise else d for d in digits]
         return out + [(d, False) for d in digits] + [(END, False)]
 
     def env(self, prompts):
@@ -244,7 +260,8 @@ class ToolTask(Task):
 
 @dataclasses.dataclass
 class BudgetTask(Task):
-    """Easy (``<s> <pad> <pad> a <b>``) and hard (``<s> a b c <b>``) prompts with a budget token.
+    """Easy (``<s> <pad> <pad> a <b>``) and hard (``<s> a b c <b>``) prompts with a budget token
+    (``hard_args`` arguments on hard prompts, 3 by default; easy ones pad all but the last).
 
     ``expand`` gives the ``G`` samples of a prompt the budgets in turn (HBPO's subgroups: ``G / k``
     samples per budget). Rewards: ``correct``; ``hbpo``, HBPO's ``R(n | b)`` with ``L_max`` =
@@ -258,19 +275,20 @@ class BudgetTask(Task):
     slack: int = 4
     max_new_tokens: int = 12
     demo_max_fill: int = 6
+    hard_args: int = 3
 
     def __post_init__(self) -> None:
         if len(self.budgets) > VOCAB_SIZE - BUDGET_BASE:
             raise ValueError(f"BudgetTask: at most {VOCAB_SIZE - BUDGET_BASE} budgets, got {self.budgets}")
-        self.prompt_length = 5
+        self.prompt_length = 2 + self.hard_args
         self.actions = (*DIGITS, END, FILL)
 
     def sample_prompts(self, n: int, generator: torch.Generator) -> list[Prompt]:
         hard = (torch.rand(n, generator=generator) < self.hard_prob).tolist()
         prompts = []
-        for args, h in zip(_digits(generator, n, 3), hard, strict=True):
-            shown = args if h else [PAD, PAD, args[2]]
-            target = sum(args) if h else args[2]
+        for args, h in zip(_digits(generator, n, self.hard_args), hard, strict=True):
+            shown = args if h else [*[PAD] * (self.hard_args - 1), args[-1]]
+            target = sum(args) if h else args[-1]
             prompts.append(Prompt(tokens=(BOS, *shown, PAD), target=target, difficulty="hard" if h else "easy"))
         return prompts
 
