@@ -6,7 +6,7 @@ Two variants, each with three rewards of different scale and difficulty (correct
   (hard, 0/1), ``answer_format`` (easy, 0 / 0.5 / 1) and ``brevity`` (1 up to 8 tokens, 0 at 32).
 - ``chain_sum`` (claim 1c): reasoning-gym's ``chain_sum`` with two single-digit terms (``a ± b``,
   negative answers included), its own verifier ``reasoning_gym`` (0/1), ``format`` (``<answer>`` tags,
-  0/1) and DAPO's ``overlong`` length penalty (0 up to 8 tokens, falling to -1 at 24). SmolLM2-135M
+  0/1) and DAPO's ``overlong`` length penalty (0 up to 12 tokens, falling to -1 at 24). SmolLM2-135M
   scores 0 correct and 0 format greedy on it, so each seed first gets ``--warmup`` steps of pure SFT
   on ``<answer>{answer}</answer>`` (the ``amft`` controller with mu pinned to 1), shared by both arms:
   the arms start from the same warmed-up weights.
@@ -59,6 +59,7 @@ class Variant:
     config: dict[str, Any]
     best: dict[str, float]
     warmup: int = 0  # default SFT warm-up steps before RL
+    warmup_lr: float = 1e-4
 
 
 VARIANTS = {
@@ -77,11 +78,12 @@ VARIANTS = {
             "rewards": [
                 {"kind": "reasoning_gym"},
                 {"kind": "format", "params": {"tags": ["answer"]}},
-                {"kind": "overlong", "params": {"max_length": 24, "cache_length": 16}},
+                {"kind": "overlong", "params": {"max_length": 24, "cache_length": 12}},
             ],
         },
         {"reasoning_gym": 1.0, "format": 1.0, "overlong": 0.0},
         warmup=8,
+        warmup_lr=1e-4,
     ),
 }
 
@@ -90,15 +92,17 @@ def metrics_of(variant: Variant) -> list[str]:
     return ["eval/joint", *(f"eval/{name}" for name in variant.best)]
 
 
-def evaluate_joint(run_dir: Path, config: TrainConfig, prompts: int, best: dict[str, float]) -> dict[str, float]:
-    """Greedy completions of the run's last checkpoint on ``prompts`` held-out prompts; per-sample rewards."""
-    model, tokenizer = load_policy(str(latest_checkpoint(run_dir) / "model"), config.dtype, config.device)
+def evaluate_joint(model_dir: str, config: TrainConfig, prompts: int, best: dict[str, float]) -> dict[str, float]:
+    """Greedy completions of the model in ``model_dir`` on ``prompts`` held-out prompts; per-sample rewards."""
+    model, tokenizer = load_policy(model_dir, config.dtype, config.device)
     data, rewards = build_task(dataclasses.replace(config, seed=EVAL_SEED))
     rows = data.batch(0, prompts)
     ids = encode_prompts(tokenizer, [row[data.prompt_column] for row in rows])
     model.eval()
     rollout = sample_group(model, tokenizer, ids, 1, config.max_new_tokens, temperature=0.0, top_p=1.0)
     columns = {c: [row.get(c) for row in rows] for c in data.columns}
+    completions = zip(rollout.completion_ids, rollout.completion_mask, strict=True)
+    columns["completion_ids"] = [tokens[m].tolist() for tokens, m in completions]  # lengths in tokens, as in training
     scored = rewards.score([r[data.prompt_column] for r in rows], rollout.texts, group_size=1, **columns)
     matrix = scored.batch.rewards  # [N, K] in the order of scored.batch.names
     out = {f"eval/{name}": float(matrix[:, k].mean()) for k, name in enumerate(scored.batch.names)}
@@ -107,35 +111,43 @@ def evaluate_joint(run_dir: Path, config: TrainConfig, prompts: int, best: dict[
     return out
 
 
-def warm_up(variant: Variant, seed: int, steps: int, root: Path) -> str:
+def warm_up(variant: Variant, seed: int, steps: int, root: Path, threads: int) -> str:
     """Model directory after ``steps`` of pure SFT on the task's answers (mu pinned to 1), or the base model."""
     if steps == 0:
         return TrainConfig().model
     sft = {"kind": "amft", "params": {"demonstration": "<answer>{answer}</answer>", "warmup_steps": 0}}
     sft["params"].update(mu_init=1.0, mu_min=1.0, mu_max=1.0, meta_lr=0.0, entropy_lr=0.0)
-    run_dir = root / f"warmup{steps}-{seed}"
+    run_dir = root / f"warmup{steps}-lr{variant.warmup_lr:g}-{seed}"
     if not (run_dir / "checkpoints").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted warm-up: start it again
         config = TrainConfig(
-            **variant.config, seed=seed, steps=steps, save_every=0, output_dir=str(run_dir), controllers=[sft]
+            **variant.config,
+            seed=seed,
+            steps=steps,
+            learning_rate=variant.warmup_lr,
+            save_every=0,
+            output_dir=str(run_dir),
+            controllers=[sft],
+            threads=threads,
         )
         train(config, progress=False)
     return str(latest_checkpoint(run_dir) / "model")
 
 
-def run_arm(variant: Variant, arm: str, seed: int, steps: int, prompts: int, model: str, root: Path) -> dict:
+def run_arm(variant: Variant, arm: str, seed: int, steps: int, prompts: int, model: str, root: Path, threads: int) -> dict:
     """Train one arm and evaluate it; the result (final metrics and curves) is cached in its run
     directory and reused only by a run with the same settings."""
     run_dir = root / f"{arm}-{seed}"
     cached = run_dir / "evidence_result.json"
-    settings = {"steps": steps, "prompts": prompts, "model": model}
+    settings = {"steps": steps, "prompts": prompts, "model": model, "length_unit": "tokens"}
     if cached.exists() and json.loads(cached.read_text())["settings"] == settings:
         return json.loads(cached.read_text())
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an interrupted run: start it again
-    config = TrainConfig(**variant.config, model=model, estimator=arm, seed=seed, steps=steps, save_every=0)
+    config = TrainConfig(**variant.config, model=model, estimator=arm, seed=seed, steps=steps, save_every=0, threads=threads)
     config = dataclasses.replace(config, output_dir=str(run_dir))
     train(config, progress=False)
-    final = evaluate_joint(run_dir, config, prompts, variant.best)
+    final = evaluate_joint(str(latest_checkpoint(run_dir) / "model"), config, prompts, variant.best)
     shutil.rmtree(run_dir / "checkpoints")  # ~0.5 GB of weights per run
     records = load_run(run_dir).records
     curves = {f"reward/{n}/mean": [r.get(f"reward/{n}/mean", math.nan) for r in records] for n in variant.best}
@@ -154,6 +166,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=None, help="SFT warm-up steps (default: the variant's)")
     parser.add_argument("--prompts", type=int, default=64, help="held-out prompts of the evaluation")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     parser.add_argument("--smoke", action="store_true", help="1 seed, 2 steps (1 warm-up), 8 prompts")
     args = parser.parse_args()
     variant = VARIANTS[args.variant]
@@ -165,11 +178,16 @@ def main() -> None:
     metrics = metrics_of(variant)
     final: dict[str, dict[str, list[float]]] = {arm: {m: [] for m in metrics} for arm in ARMS}
     curves: dict[str, dict[str, list[list[float]]]] = {arm: {} for arm in ARMS}
+    warmed: dict[int, dict[str, float]] = {}  # seed -> evaluation of the warmed-up model both arms start from
     started = time.perf_counter()
     for seed in seeds:
-        model = warm_up(variant, seed, warmup, runs_root)
+        model = warm_up(variant, seed, warmup, runs_root, args.threads)
+        if warmup:
+            start = evaluate_joint(model, TrainConfig(**variant.config), prompts, variant.best)
+            warmed[seed] = start
+            print(f"after {warmup} SFT steps, seed {seed}: {start}", flush=True)
         for arm in ARMS:
-            result = run_arm(variant, arm, seed, steps, prompts, model, runs_root)
+            result = run_arm(variant, arm, seed, steps, prompts, model, runs_root, args.threads)
             for metric in metrics:
                 final[arm][metric].append(result["final"][metric])
             for key, series in result["curves"].items():
@@ -184,7 +202,14 @@ def main() -> None:
     report = {
         "claim": variant.claim,
         "command": f"benchmarks/evidence_gdpo_smollm2.py --variant {args.variant}" + (" --smoke" if args.smoke else ""),
-        "setup": {**setup, "seeds": len(seeds), "seed_list": seeds, "threads": torch.get_num_threads(), **variant.config},
+        "setup": {
+            **setup,
+            "seeds": len(seeds),
+            "seed_list": seeds,
+            "threads": args.threads or torch.get_num_threads(),
+            **variant.config,
+        },
+        "after_warmup": warmed,
         "final": final,
         "summary": ev.summarize(final),
         "comparisons": comparisons,
