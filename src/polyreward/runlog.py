@@ -13,6 +13,18 @@ from pathlib import Path
 from typing import Any
 
 
+def open_run(run_dir: Path, config: Any, resuming: bool) -> RunLog:
+    """The log of a run that starts (refusing a directory that already holds one) or resumes; writes
+    ``config.json`` (``config``: a config dataclass)."""
+    from polyreward.config import to_mapping
+
+    if not resuming and (run_dir / "checkpoints").exists():
+        raise FileExistsError(f"{run_dir}: already holds a run; resume it (--resume) or choose another output_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(to_mapping(config), indent=2))
+    return RunLog(run_dir)
+
+
 class RunLog:
     """Appends metrics and samples of a run directory; TensorBoard when ``tensorboard`` is installed."""
 

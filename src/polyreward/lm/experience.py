@@ -29,9 +29,9 @@ from typing import Any, Literal
 
 from polyreward.config import ConfigError, option
 from polyreward.lm.config import TrainConfig
-from polyreward.lm.model import DEFAULT_MODEL, Dtype
 from polyreward.lm.roles import (
     RoleLoop,
+    RoleLoopConfig,
     check_counts,
     group_rates,
     load_role,
@@ -160,12 +160,8 @@ _ROLE_DEFAULTS = {
 
 
 @dataclasses.dataclass
-class ComplementaryConfig:
+class ComplementaryConfig(RoleLoopConfig):
     trainer: Literal["complementary"] = option("complementary", "which trainer reads the config")
-    model: str = option(DEFAULT_MODEL, "base model of both roles: local HF directory or 'smollm2-135m'")
-    dtype: Dtype = option("float32", "parameter dtype: float32 or bfloat16")  # noqa: RUF009
-    lora_rank: int = option(0, "LoRA rank via peft for both roles; 0 trains all weights")
-    freeze_embeddings: bool = option(True, "keep the token embeddings fixed in both roles")
     task: Literal["arithmetic"] = option("arithmetic", "actor task: 'arithmetic' (built-in)")
     task_size: int = option(1000, "task rows generated")
     retrieve: int = option(2, "lessons from the bank added to each actor prompt")
@@ -173,12 +169,7 @@ class ComplementaryConfig:
     min_gain: float = option(0.0, "a lesson enters the bank when its gain is above this")
     actor: dict[str, Any] = option({}, "TrainConfig overrides for the actor (group_size = answers per prompt)")  # noqa: RUF009
     extractor: dict[str, Any] = option({}, "TrainConfig overrides for the extractor (group_size = lessons)")  # noqa: RUF009
-    steps: int = option(20, "rounds")
-    seed: int = option(0, "seed for data order, sampling and initialization")
-    threads: int = option(0, "torch CPU threads (0 = torch's default)")
-    device: str = option("cpu", "torch device")
     output_dir: str = option("runs/complementary", "run directory; the roles checkpoint in <output_dir>/<role>")
-    save_every: int = option(10, "checkpoint every N rounds (and at the end); 0 = only at the end")
     samples_to_log: int = option(4, "lessons written to samples.jsonl per round")
 
     def __post_init__(self) -> None:

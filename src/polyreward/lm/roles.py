@@ -21,11 +21,12 @@ from polyreward.checkpoint import (
     load_state,
     restore_training_state,
 )
-from polyreward.config import ConfigError, describe, from_mapping, load_config, to_mapping
+from polyreward.config import ConfigError, describe, from_mapping, load_config, option, to_mapping
 from polyreward.lm.config import TrainConfig
+from polyreward.lm.model import DEFAULT_MODEL, Dtype
 from polyreward.lm.rollout import Rollout
 from polyreward.lm.trainer import Trainer, TrainState
-from polyreward.runlog import RunLog
+from polyreward.runlog import RunLog, open_run
 
 
 def score_each(trainer: Trainer, prompts: list, rollout: Rollout, **columns: list) -> tuple[RewardBatch, dict[str, float]]:
@@ -90,11 +91,7 @@ class RoleLoop:
         cfg = self.config
         if resume:
             self._resume()
-        elif (self.run_dir / "checkpoints").exists():
-            raise FileExistsError(f"{self.run_dir}: already holds a run; resume it (--resume) or choose another output_dir")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(to_mapping(cfg), indent=2))
-        log = RunLog(self.run_dir)
+        log = open_run(self.run_dir, cfg, resuming=resume)
         bar = tqdm(total=cfg.steps, initial=self.round, desc="rounds", disable=not progress, dynamic_ncols=True)
         try:
             while self.round < cfg.steps:
@@ -151,6 +148,22 @@ class RoleLoop:
 
 
 # ---------------------------------------------------------------------------------------------- configs and loading
+
+
+@dataclasses.dataclass
+class RoleLoopConfig:
+    """The fields every multi-role config shares: the base model both roles start from and the run."""
+
+    model: str = option(DEFAULT_MODEL, "base model of both roles: local HF directory or 'smollm2-135m'")
+    dtype: Dtype = option("float32", "parameter dtype: float32 or bfloat16")  # noqa: RUF009
+    lora_rank: int = option(0, "LoRA rank via peft for both roles; 0 trains all weights")
+    freeze_embeddings: bool = option(True, "keep the token embeddings fixed in both roles")
+    steps: int = option(20, "rounds")
+    seed: int = option(0, "seed for data order, sampling and initialization")
+    threads: int = option(0, "torch CPU threads (0 = torch's default)")
+    device: str = option("cpu", "torch device")
+    save_every: int = option(10, "checkpoint every N rounds (and at the end); 0 = only at the end")
+
 
 ROLE_SHARED = ("model", "dtype", "device", "seed", "threads", "steps", "lora_rank", "freeze_embeddings")
 _RESERVED = (*ROLE_SHARED, "trainer", "output_dir", "save_every", "samples_to_log", "task", "task_size", "rewards")

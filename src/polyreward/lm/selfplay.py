@@ -32,9 +32,9 @@ from typing import Any, Literal
 from polyreward.batch import RewardBatch
 from polyreward.config import ConfigError, option
 from polyreward.lm.config import TrainConfig
-from polyreward.lm.model import DEFAULT_MODEL, Dtype
 from polyreward.lm.roles import (
     RoleLoop,
+    RoleLoopConfig,
     check_counts,
     group_rates,
     has_signal,
@@ -249,12 +249,8 @@ _ROLE_DEFAULTS = {
 
 
 @dataclasses.dataclass
-class DualPlayConfig:
+class DualPlayConfig(RoleLoopConfig):
     trainer: Literal["dual_play"] = option("dual_play", "which trainer reads the config: 'dual_play' (this one)")
-    model: str = option(DEFAULT_MODEL, "base model of both roles: local HF directory or 'smollm2-135m'")
-    dtype: Dtype = option("float32", "parameter dtype: float32 or bfloat16")  # noqa: RUF009
-    lora_rank: int = option(0, "LoRA rank via peft for both roles; 0 trains all weights")
-    freeze_embeddings: bool = option(True, "keep the token embeddings fixed in both roles")
     task: Literal["arithmetic"] = option("arithmetic", "knowledge base: 'arithmetic' (built-in)")
     task_size: int = option(1000, "knowledge pieces generated")
     max_operand: int = option(20, "arithmetic: largest number in a knowledge piece")
@@ -272,12 +268,7 @@ class DualPlayConfig:
     diversity_window: int = option(100, "recent valid questions the diversity compares against")
     proposer: dict[str, Any] = option({}, "TrainConfig overrides for the Proposer (estimator, group_size ...)")  # noqa: RUF009
     solver: dict[str, Any] = option({}, "TrainConfig overrides for the Solver (group_size = answers per question)")  # noqa: RUF009
-    steps: int = option(20, "rounds")
-    seed: int = option(0, "seed for knowledge order, sampling and initialization")
-    threads: int = option(0, "torch CPU threads (0 = torch's default)")
-    device: str = option("cpu", "torch device")
     output_dir: str = option("runs/dual_play", "run directory; the roles checkpoint in <output_dir>/<role>")
-    save_every: int = option(10, "checkpoint every N rounds (and at the end); 0 = only at the end")
     samples_to_log: int = option(4, "proposals written to samples.jsonl per round")
 
     def __post_init__(self) -> None:

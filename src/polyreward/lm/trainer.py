@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import random
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from polyreward.lm.loss import clipped_surrogate, kl_k3, loss_normalizer, reduce
 from polyreward.lm.multiturn import ToolEnvironment, TurnRollout, sample_with_tools, turn_advantages_to_tokens
 from polyreward.lm.rollout import Rollout, encode_prompts, sample_group
 from polyreward.rewards import RewardSet
-from polyreward.runlog import RunLog
+from polyreward.runlog import RunLog, open_run
 
 
 @dataclasses.dataclass
@@ -86,11 +85,7 @@ class Trainer:
         cfg = self.config
         if resume:
             self._resume()
-        elif (self.run_dir / "checkpoints").exists():
-            raise FileExistsError(f"{self.run_dir}: already holds a run; resume it (--resume) or choose another output_dir")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(to_mapping(cfg), indent=2))
-        log = RunLog(self.run_dir)
+        log = open_run(self.run_dir, cfg, resuming=resume)
         bar = _progress(cfg.steps, self.state.step, progress)
         try:
             while self.state.step < cfg.steps:
