@@ -6,7 +6,8 @@ with and without each controller, for several seeds, and writes
 ``benchmarks/results/controllers.{json,png}``: per variant the mean ``says_yes`` over the last
 three steps (mean and standard deviation over seeds) and the seconds per step. The DPA run also
 gets a directional sweep (mean rewards of prompts conditioned on angles 0..90 degrees) with its
-Pareto front. A few steps of a 30k-parameter model: numbers show the machinery runs and what it
+Pareto front; the AMFT run records its μ trajectory and the ExIt run its buffer statistics
+(``extras_per_seed``). A few steps of a 30k-parameter model: numbers show the machinery runs and what it
 costs, not which method wins at scale.
 """
 
@@ -76,6 +77,31 @@ VARIANTS = {
     ],
     "duration_weighting": [{"kind": "duration_weighting", "params": {"duration": "word_count"}}],
     "dpa": [{"kind": "dpa", "params": {"objectives": ["says_yes", "is_short"], "angles": [0, 90]}}],
+    # AMFT with the released constants would sit in its 50-step pure-SFT warm-up for this whole run; here one
+    # warm-up step, a meta step every step and meta_lr 0.1 / entropy_lr 0.05 (released: 1e-4 / 5e-4) so that
+    # mu moves within 6 steps without reaching its 0.95 cap. The demonstration of every prompt is the ideal answer.
+    "amft": [
+        {
+            "kind": "amft",
+            "params": {
+                "demonstration": "yes yes yes yes",
+                "warmup_steps": 1,
+                "meta_every": 1,
+                "meta_lr": 0.1,
+                "entropy_lr": 0.05,
+                "validation_rows": 4,
+            },
+        }
+    ],
+    # ExIt: half the prompt slots replay a buffered self-iteration instance; the instruction uses words of the
+    # tiny word-level vocabulary (the default instruction would be unknown tokens).
+    "exit": [{"kind": "exit", "params": {"reward": "says_yes", "mix": 0.5, "max_depth": 2, "instruction": "please say"}}],
+}
+
+# per-variant metrics recorded besides says_yes: (metrics.jsonl key, how to summarize a run)
+EXTRAS = {
+    "amft": {"amft/mu": "trajectory"},
+    "exit": {"exit/from_buffer_frac": "mean", "exit/buffer_size": "last", "exit/mean_depth": "mean"},
 }
 
 
@@ -98,7 +124,11 @@ def run_variant(name, controllers, seed, steps, model_dir, work):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     final = statistics.mean(r["reward/says_yes/mean"] for r in records[-3:])
     sweep = dpa_sweep(model, tokenizer, seed) if name == "dpa" else None
-    return final, seconds, sweep
+    extras = {}
+    for key, how in EXTRAS.get(name, {}).items():
+        values = [r[key] for r in records]
+        extras[key] = {"trajectory": values, "mean": statistics.mean(values), "last": values[-1]}[how]
+    return final, seconds, sweep, extras
 
 
 def dpa_sweep(model, tokenizer, seed, angles=(0, 30, 60, 90), samples=8):
@@ -129,13 +159,14 @@ def main() -> None:
         model_dir = make_tiny_model(work / "model")
         for name in args.variants:
             runs = [run_variant(name, VARIANTS[name], seed, args.steps, model_dir, work) for seed in range(args.seeds)]
-            finals = [f for f, _, _ in runs]
+            finals = [f for f, _, _, _ in runs]
             results[name] = {
                 "says_yes_last3_mean": statistics.mean(finals),
                 "says_yes_last3_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
                 "per_seed": finals,
-                "seconds_per_step": statistics.mean(s for _, s, _ in runs),
+                "seconds_per_step": statistics.mean(s for _, s, _, _ in runs),
                 **({"dpa_sweep_seed0": runs[0][2]} if runs[0][2] else {}),
+                **({"extras_per_seed": [r[3] for r in runs]} if runs[0][3] else {}),
             }
             print(name, {k: v for k, v in results[name].items() if k != "dpa_sweep_seed0"}, flush=True)
     out = ROOT / "benchmarks" / "results"
