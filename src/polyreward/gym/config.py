@@ -45,8 +45,7 @@ class GymConfig:
     )
     bonus: Bonus = option(
         "none",
-        "exploration bonus component 'bonus' (arXiv 2306.03236): the episodic part, the global part, "
-        "or their product / sum",
+        "exploration bonus component 'bonus' (arXiv 2306.03236): the episodic part, the global part, or their product / sum",
     )
     episodic_bonus: EpisodicBonus = option("count", "episodic part: 'count' (first visit) or 'e3b' (elliptical)")
     global_bonus: GlobalBonus = option("count", "global part: 'count' (1/sqrt(N)), 'rnd' or 'noveld'")

@@ -517,8 +517,7 @@ def vector_env(
     kinds = bonus_kinds(config.bonus, config.episodic_bonus, config.global_bonus)
     key_mode = config.bonus_key if "count" in kinds.values() else None
     builders = [
-        dataclasses.replace(b, info_keys=tuple(config.info_rewards), key_mode=key_mode, shaping=shaping)
-        for b in builders
+        dataclasses.replace(b, info_keys=tuple(config.info_rewards), key_mode=key_mode, shaping=shaping) for b in builders
     ]
     if snapshots is not None:
         builders = [dataclasses.replace(b, snapshot=s) for b, s in zip(builders, snapshots, strict=True)]
