@@ -195,8 +195,11 @@ def main() -> None:
             print(f"{arm:>5} seed {seed}: " + ", ".join(f"{m}={result['final'][m]:.3f}" for m in metrics), flush=True)
     setup = {"steps": steps, "warmup": warmup, "eval_prompts": prompts, "eval_seed": EVAL_SEED}
     seconds = time.perf_counter() - started
+    threads = [args.threads or torch.get_num_threads()] * len(seeds)
     if args.merge:
-        final, curves, seeds, seconds = _merge(args.out / f"{variant.name}.json", setup, final, curves, seeds, seconds)
+        final, curves, seeds, seconds, threads = _merge(
+            args.out / f"{variant.name}.json", setup, final, curves, seeds, seconds, threads
+        )
     comparisons = ev.compare(final, [ev.Comparison("gdpo", "grpo", m) for m in metrics])
     print("\n".join(c["verdict"] for c in comparisons))
     report = {
@@ -206,7 +209,7 @@ def main() -> None:
             **setup,
             "seeds": len(seeds),
             "seed_list": seeds,
-            "threads": args.threads or torch.get_num_threads(),
+            "threads_per_seed": threads,
             **variant.config,
         },
         "after_warmup": warmed,
@@ -222,7 +225,7 @@ def main() -> None:
     _plot(report, list(variant.best), args.out / f"{variant.name}.png")
 
 
-def _merge(path: Path, setup: dict, final: dict, curves: dict, seeds: list[int], seconds: float):
+def _merge(path: Path, setup: dict, final: dict, curves: dict, seeds: list[int], seconds: float, threads: list[int]):
     """The stored runs of ``path`` followed by these ones; the setups must match and no seed may repeat."""
     stored = json.loads(path.read_text())
     old = stored["setup"]
@@ -234,7 +237,8 @@ def _merge(path: Path, setup: dict, final: dict, curves: dict, seeds: list[int],
         raise ValueError(f"{path}: seeds {sorted(set(old_seeds) & set(seeds))} are already stored")
     merged_final = {arm: {m: stored["final"][arm][m] + v for m, v in final[arm].items()} for arm in ARMS}
     merged_curves = {arm: {k: stored["curves"][arm][k] + v for k, v in curves[arm].items()} for arm in ARMS}
-    return merged_final, merged_curves, old_seeds + seeds, stored["seconds"] + seconds
+    old_threads = old.get("threads_per_seed", [old.get("threads")] * len(old_seeds))
+    return merged_final, merged_curves, old_seeds + seeds, stored["seconds"] + seconds, old_threads + threads
 
 
 def _plot(report: dict, names: list[str], path: Path) -> None:
