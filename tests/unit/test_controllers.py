@@ -1,6 +1,7 @@
 """Controllers: spec numbers, sampler behaviour on constructed histories, schedule windows."""
 
 import math
+import types
 
 import pytest
 import torch
@@ -167,3 +168,15 @@ def test_stage_weights_and_pass_rate_band():
 def test_bad_specs_name_the_problem(spec, message):
     with pytest.raises(ValueError, match=message):
         build_controllers([spec])
+
+
+def test_dpa_conditions_the_rows_an_earlier_chooser_picked_and_must_come_after_it():
+    exit_spec = {"kind": "exit", "params": {"reward": "r"}}
+    dpa_spec = {"kind": "dpa", "params": {"objectives": ["r", "s"]}}
+    with pytest.raises(ValueError, match=r"'dpa' conditions the step's prompts, so list it after \['exit'\]"):
+        build_controllers([dpa_spec, exit_spec])
+    (dpa,) = build_controllers([dpa_spec])
+    dpa.bind(types.SimpleNamespace(names=["r", "s"]), types.SimpleNamespace(rows=[{"prompt": "base"}]), seed=0)
+    plan = StepPlan(0, 1, indices=[0], rows=[{"prompt": "chosen by exit", "answer": "7"}])
+    dpa.plan(0, plan, probe=None)
+    assert plan.rows[0]["answer"] == "7" and "chosen by exit" in plan.rows[0]["prompt"]

@@ -82,6 +82,7 @@ class Controller:
 
     kind: ClassVar[str] = ""
     chooses_rows: ClassVar[bool] = False
+    conditions_rows: ClassVar[bool] = False  # rewrites the chosen rows' prompts (runs after the chooser)
 
     def bind(self, rewards, data, seed: int) -> None:
         """Check reward and column names against the task, once, before the first step."""
@@ -155,6 +156,12 @@ def build_controllers(specs: list[Mapping[str, Any]]) -> list[Controller]:
     choosers = [c.kind for c in out if c.chooses_rows]
     if len(choosers) > 1:
         raise ValueError(f"controllers: {choosers} all choose the prompts of a step; keep one of them")
+    conditioners = [i for i, c in enumerate(out) if c.conditions_rows]
+    if conditioners and any(c.chooses_rows for c in out[conditioners[0] :]):
+        raise ValueError(
+            f"controllers: {out[conditioners[0]].kind!r} conditions the step's prompts, so list it after "
+            f"{[c.kind for c in out if c.chooses_rows]}, which chooses them"
+        )
     return out
 
 

@@ -68,8 +68,10 @@ def condition_prompt(prompt: Any, vector: Sequence[float], names: Sequence[str])
 @dataclasses.dataclass
 class DirectionalPreference(Controller):
     """DPA training: each prompt gets an angle drawn uniformly from ``angles`` (degrees), the
-    vector goes into its prompt, and the advantage becomes 1 on the group's best ``v·r`` sample."""
+    vector goes into its prompt, and the advantage becomes 1 on the group's best ``v·r`` sample.
+    After a controller that chooses the rows (e.g. ``exit``), it conditions those rows."""
 
+    conditions_rows = True
     objectives: list[str]
     angles: list[float] = dataclasses.field(default_factory=lambda: [0.0, 90.0])
     prompt_column: str = "prompt"
@@ -89,13 +91,11 @@ class DirectionalPreference(Controller):
         indices = plan.indices if plan.indices is not None else self._data.indices(plan.position, plan.size)
         thetas = [rng.uniform(*self.angles) for _ in indices]
         self.current = [preference_vector(t).tolist() for t in thetas]
+        base = plan.rows if plan.rows is not None else [self._data.rows[i] for i in indices]  # an earlier chooser's
         plan.indices = indices
         plan.rows = [
-            {
-                **self._data.rows[i],
-                self.prompt_column: condition_prompt(self._data.rows[i][self.prompt_column], v, self.objectives),
-            }
-            for i, v in zip(indices, self.current, strict=True)
+            {**row, self.prompt_column: condition_prompt(row[self.prompt_column], v, self.objectives)}
+            for row, v in zip(base, self.current, strict=True)
         ]
         return {"dpa/angle_mean": sum(thetas) / len(thetas)}
 
