@@ -174,7 +174,8 @@ def main() -> None:
     count, steps, prompts = (1, 2, 8) if args.smoke else (args.seeds, args.steps, args.prompts)
     warmup = min(warmup, 1) if args.smoke else warmup
     seeds = list(range(args.first_seed, args.first_seed + count))
-    runs_root = Path(__file__).resolve().parents[1] / "runs" / (variant.name + ("-smoke" if args.smoke else ""))
+    name = variant.name if warmup == variant.warmup else f"{variant.name}_warmup{warmup}"  # results of each warm-up apart
+    runs_root = Path(__file__).resolve().parents[1] / "runs" / (name + ("-smoke" if args.smoke else ""))
     metrics = metrics_of(variant)
     final: dict[str, dict[str, list[float]]] = {arm: {m: [] for m in metrics} for arm in ARMS}
     curves: dict[str, dict[str, list[list[float]]]] = {arm: {} for arm in ARMS}
@@ -198,13 +199,14 @@ def main() -> None:
     threads = [args.threads or torch.get_num_threads()] * len(seeds)
     if args.merge:
         final, curves, seeds, seconds, threads = _merge(
-            args.out / f"{variant.name}.json", setup, final, curves, seeds, seconds, threads
+            args.out / f"{name}.json", setup, final, curves, seeds, seconds, threads
         )
     comparisons = ev.compare(final, [ev.Comparison("gdpo", "grpo", m) for m in metrics])
     print("\n".join(c["verdict"] for c in comparisons))
     report = {
         "claim": variant.claim,
-        "command": f"benchmarks/evidence_gdpo_smollm2.py --variant {args.variant}" + (" --smoke" if args.smoke else ""),
+        "command": f"benchmarks/evidence_gdpo_smollm2.py --variant {args.variant} --warmup {warmup}"
+        + (" --smoke" if args.smoke else ""),
         "setup": {
             **setup,
             "seeds": len(seeds),
@@ -221,8 +223,8 @@ def main() -> None:
         "seconds": seconds,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{variant.name}.json").write_text(json.dumps(report, indent=2))
-    _plot(report, list(variant.best), args.out / f"{variant.name}.png")
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2))
+    _plot(report, list(variant.best), args.out / f"{name}.png")
 
 
 def _merge(path: Path, setup: dict, final: dict, curves: dict, seeds: list[int], seconds: float, threads: list[int]):
