@@ -214,7 +214,7 @@ def main() -> None:
             "threads_per_seed": threads,
             **variant.config,
         },
-        "after_warmup": warmed,
+        "after_warmup": {**(_stored(args.out / f"{name}.json").get("after_warmup", {}) if args.merge else {}), **warmed},
         "final": final,
         "summary": ev.summarize(final),
         "comparisons": comparisons,
@@ -227,9 +227,13 @@ def main() -> None:
     _plot(report, list(variant.best), args.out / f"{name}.png")
 
 
+def _stored(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
 def _merge(path: Path, setup: dict, final: dict, curves: dict, seeds: list[int], seconds: float, threads: list[int]):
     """The stored runs of ``path`` followed by these ones; the setups must match and no seed may repeat."""
-    stored = json.loads(path.read_text())
+    stored = _stored(path)
     old = stored["setup"]
     old_seeds = old.get("seed_list", list(range(old["seeds"])))
     mismatched = {k: (v, old.get(k)) for k, v in setup.items() if old.get(k, 0) != v}  # no "warmup" stored: 0
