@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from polyreward.lm.amft import demonstration_rollout
 from polyreward.lm.loss import token_logprobs
 from polyreward.lm.model import load_policy
+from polyreward.lm.rollout import demonstration_rollout
 from polyreward.lm.trainer import Trainer
 
 from .tiny_lm import ROWS, is_short, make_tiny_model, says_yes, tiny_config

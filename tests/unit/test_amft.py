@@ -5,16 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from polyreward.lm.amft import (
-    AMFT,
-    demonstration_rollout,
-    entropy_gap,
-    mu_meta_gradient,
-    next_mu,
-    sft_token_loss,
-)
+from polyreward.lm.amft import AMFT, entropy_gap, mu_meta_gradient, next_mu
 from polyreward.lm.controllers import LossMix, build_controllers
-from polyreward.lm.loss import loss_normalizer
+from polyreward.lm.loss import loss_normalizer, sft_token_loss
+from polyreward.lm.rollout import demonstration_rollout
 
 LOGP = torch.tensor([[-1.0, -2.0, -9.0], [-0.5, -9.0, -9.0]], dtype=torch.float64)
 MASK = torch.tensor([[True, True, False], [True, False, False]])

@@ -9,7 +9,8 @@ follow the released code (``src/controller/adaptive_weight_controller.py``, ``co
 of github.com/TSYJ-He/AMFT); docs/controllers.md lists what is confirmed and what differs.
 
 The SFT loss is the token negative log-likelihood of a demonstration per prompt, reduced with the
-trainer's loss-reduction mode (:func:`polyreward.lm.loss.reduce_tokens`). The trainer supplies the
+trainer's loss-reduction mode (:func:`polyreward.lm.loss.sft_token_loss`; demonstrations are encoded
+by :func:`polyreward.lm.rollout.demonstration_rollout`). The trainer supplies the
 gradients through the generic :class:`~polyreward.lm.controllers.SupervisedTerm` /
 :class:`~polyreward.lm.controllers.LossMix` hooks.
 """
@@ -18,28 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from polyreward.lm.controllers import Controller, LossMix, SupervisedTerm, register
-from polyreward.lm.loss import Reduction, reduce_tokens
-from polyreward.lm.rollout import Rollout, encode_prompts, left_pad
 
 
 # ---------------------------------------------------------------------------------------------- pure math
-def sft_token_loss(logprobs: Tensor, mask: Tensor, mode: Reduction, normalizer: float) -> Tensor:
-    """One micro-batch's share of the SFT loss: ``reduce_tokens(−log p(demo token), mask, mode, normalizer)``.
-
-    ``logprobs[B, L]`` of the demonstration tokens, ``mask[B, L]`` (bool); ``normalizer`` from
-    :func:`polyreward.lm.loss.loss_normalizer` over the step's full demonstration mask, so that
-    micro-batches sum to the full-batch loss. Returns a scalar (nats per normalizer unit).
-    """
-    return reduce_tokens(-logprobs, mask, mode, normalizer)
-
-
 def mu_meta_gradient(val_grad: Tensor, sft_grad: Tensor, rl_grad: Tensor, learning_rate: float) -> float:
     """``dL_val/dμ = −α·⟨∇L_val, g_SFT − g_RL⟩`` for the lookahead step ``θ' = θ − α·((1−μ)g_RL + μ g_SFT)``.
 
@@ -63,27 +51,6 @@ def next_mu(
     """``clip(μ − meta_lr·dL_val/dμ + entropy_lr·gap, low, high)``: descent on the validation loss
     plus the entropy drive. (The released code adds ``+meta_lr·dL_val/dμ``, an ascent; see docs.)"""
     return min(high, max(low, mu - meta_lr * meta_gradient + entropy_lr * gap))
-
-
-# ---------------------------------------------------------------------------------------------- tokens
-def demonstration_rollout(tokenizer, prompts: Sequence[Any], targets: Sequence[str]) -> Rollout:
-    """Demonstrations as a one-sample-per-prompt :class:`Rollout` the trainer's forward can score.
-
-    Prompts go through the chat template (as for sampling); each target is tokenized without special
-    tokens and ends with EOS. ``completion_ids[M, Lt]`` right-padded, ``completion_mask[M, Lt]``.
-    """
-    if len(prompts) != len(targets) or not prompts:
-        raise ValueError(f"demonstrations: need one target per prompt, got {len(prompts)} prompts, {len(targets)} targets")
-    prompt_ids, prompt_mask = left_pad(encode_prompts(tokenizer, prompts), tokenizer.pad_token_id)
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    target_ids = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) + eos for t in targets]
-    width = max(len(t) for t in target_ids)
-    ids = torch.full((len(targets), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(targets), width), dtype=torch.bool)
-    for row, seq in enumerate(target_ids):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = True
-    return Rollout(prompt_ids, prompt_mask, ids, mask, list(targets), group_size=1)
 
 
 # ---------------------------------------------------------------------------------------------- controller

@@ -93,3 +93,13 @@ def reduce_tokens(values: Tensor, mask: Tensor, mode: Reduction, normalizer: flo
     Summing this over the micro-batches of a step gives the full-batch reduction exactly.
     """
     return (values * token_weights(mask, mode).to(values.dtype)).sum() / normalizer
+
+
+def sft_token_loss(logprobs: Tensor, mask: Tensor, mode: Reduction, normalizer: float) -> Tensor:
+    """One micro-batch's share of the SFT loss: ``reduce_tokens(−log p(demo token), mask, mode, normalizer)``.
+
+    ``logprobs[B, L]`` of the demonstration tokens, ``mask[B, L]`` (bool); ``normalizer`` from
+    :func:`polyreward.lm.loss.loss_normalizer` over the step's full demonstration mask, so that
+    micro-batches sum to the full-batch loss. Returns a scalar (nats per normalizer unit).
+    """
+    return reduce_tokens(-logprobs, mask, mode, normalizer)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -156,3 +157,23 @@ def _completion_mask(tokens: Tensor, eos_ids: Tensor) -> Tensor:
     is_eos = torch.isin(tokens, eos_ids)
     after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
     return ~after_eos
+
+
+def demonstration_rollout(tokenizer, prompts: Sequence[Any], targets: Sequence[str]) -> Rollout:
+    """Demonstrations as a one-sample-per-prompt :class:`Rollout` the trainer's forward can score.
+
+    Prompts go through the chat template (as for sampling); each target is tokenized without special
+    tokens and ends with EOS. ``completion_ids[M, Lt]`` right-padded, ``completion_mask[M, Lt]``.
+    """
+    if len(prompts) != len(targets) or not prompts:
+        raise ValueError(f"demonstrations: need one target per prompt, got {len(prompts)} prompts, {len(targets)} targets")
+    prompt_ids, prompt_mask = left_pad(encode_prompts(tokenizer, prompts), tokenizer.pad_token_id)
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    target_ids = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) + eos for t in targets]
+    width = max(len(t) for t in target_ids)
+    ids = torch.full((len(targets), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(targets), width), dtype=torch.bool)
+    for row, seq in enumerate(target_ids):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = True
+    return Rollout(prompt_ids, prompt_mask, ids, mask, list(targets), group_size=1)

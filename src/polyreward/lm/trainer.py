@@ -24,14 +24,21 @@ from polyreward.batch import RewardBatch
 from polyreward.checkpoint import latest_checkpoint, load_state, restore_training_state, save_checkpoint
 from polyreward.config import to_mapping
 from polyreward.diagnostics import diagnose
-from polyreward.lm.amft import demonstration_rollout, sft_token_loss
 from polyreward.lm.config import TrainConfig
 from polyreward.lm.controllers import Controllers, LossMix, SupervisedTerm, build_controllers
 from polyreward.lm.data import PromptSource
 from polyreward.lm.forward import completion_logits
-from polyreward.lm.loss import clipped_surrogate, kl_k3, loss_normalizer, reduce_tokens, token_entropy, token_logprobs
+from polyreward.lm.loss import (
+    clipped_surrogate,
+    kl_k3,
+    loss_normalizer,
+    reduce_tokens,
+    sft_token_loss,
+    token_entropy,
+    token_logprobs,
+)
 from polyreward.lm.multiturn import ToolEnvironment, TurnRollout, sample_with_tools, turn_advantages_to_tokens
-from polyreward.lm.rollout import Rollout, encode_prompts, sample_group
+from polyreward.lm.rollout import Rollout, demonstration_rollout, encode_prompts, sample_group
 from polyreward.rewards import RewardSet
 from polyreward.runlog import RunLog, open_run
 
