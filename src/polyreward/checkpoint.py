@@ -81,6 +81,15 @@ def load_state(checkpoint: Path) -> dict[str, Any]:
         raise CheckpointError(f"{checkpoint}/state.json: unreadable ({err})") from err
 
 
+def check_resumed_config(checkpoint: Path, now: dict[str, Any], then: dict[str, Any]) -> None:
+    """Refuse to resume a run whose config (``now``, a mapping) differs from the checkpoint's
+    (``then``) in anything but the run length, output place and threads."""
+    ignored = ("steps", "output_dir", "save_every", "threads")
+    mismatched = {k: (v, then.get(k)) for k, v in now.items() if k not in ignored and then.get(k) != v}
+    if mismatched:
+        raise ValueError(f"{checkpoint}: config differs from the run being resumed (now, then): {mismatched}")
+
+
 def restore_training_state(checkpoint: Path, model, optimizer, scheduler, generator: torch.Generator) -> None:
     """Load weights, optimizer, scheduler and every RNG state from ``checkpoint``."""
     from safetensors.torch import load_file

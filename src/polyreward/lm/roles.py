@@ -16,6 +16,7 @@ from polyreward.batch import RewardBatch
 from polyreward.checkpoint import (
     MARKER,
     CheckpointError,
+    check_resumed_config,
     checkpoint_dir,
     latest_checkpoint,
     load_state,
@@ -128,14 +129,7 @@ class RoleLoop:
     def _resume(self) -> None:
         checkpoint = latest_checkpoint(self.run_dir)
         saved = load_state(checkpoint)
-        ignored = ("steps", "output_dir", "save_every", "threads")
-        mismatched = {
-            k: (v, saved["config"].get(k))
-            for k, v in to_mapping(self.config).items()
-            if k not in ignored and saved["config"].get(k) != v
-        }
-        if mismatched:
-            raise ValueError(f"{checkpoint}: config differs from the run being resumed (now, then): {mismatched}")
+        check_resumed_config(checkpoint, to_mapping(self.config), saved["config"])
         self.round = saved["round"]
         for role, trainer in self.roles.items():
             role_checkpoint = checkpoint_dir(trainer.run_dir, self.round)

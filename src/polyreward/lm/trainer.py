@@ -21,7 +21,13 @@ from torch import Tensor
 
 from polyreward import advantages
 from polyreward.batch import RewardBatch
-from polyreward.checkpoint import latest_checkpoint, load_state, restore_training_state, save_checkpoint
+from polyreward.checkpoint import (
+    check_resumed_config,
+    latest_checkpoint,
+    load_state,
+    restore_training_state,
+    save_checkpoint,
+)
 from polyreward.config import to_mapping
 from polyreward.diagnostics import diagnose
 from polyreward.lm.config import TrainConfig
@@ -336,13 +342,7 @@ class Trainer:
     def _resume(self) -> None:
         checkpoint = latest_checkpoint(self.run_dir)
         saved = load_state(checkpoint)
-        mismatched = {
-            k: (v, saved["config"].get(k))
-            for k, v in to_mapping(self.config).items()
-            if k not in ("steps", "output_dir", "save_every", "threads") and saved["config"].get(k) != v
-        }
-        if mismatched:
-            raise ValueError(f"{checkpoint}: config differs from the run being resumed (now, then): {mismatched}")
+        check_resumed_config(checkpoint, to_mapping(self.config), saved["config"])
         restore_training_state(checkpoint, self.model, self.optimizer, self.scheduler, self.generator)
         self.state = TrainState(step=saved["step"], position=saved["position"])
         self.controllers.load_state_dict(saved.get("controllers", []))
