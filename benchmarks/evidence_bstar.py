@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 
 from polyreward.rewards import RewardSet
-from polyreward.rewards.selection import bstar_balance_table, bstar_choose
+from polyreward.rewards.selection import bstar_balance_table, bstar_choose, repeated_samples
 from polyreward.testbed import GRUPolicy, Rollout, SumTask, TrainConfig, sample, sequence_logprobs
 from polyreward.testbed import evidence as ev
 from polyreward.testbed.train import pretrain
@@ -79,18 +79,6 @@ def scores_of(rollout: Rollout, reward_set: RewardSet, group_size: int) -> tuple
     """``(score[N], correct[N])``: the reward sum and the correctness label of each sample."""
     batch = reward_set.score(rollout.prompts, rollout.completions, group_size=group_size).batch
     return batch.rewards.nansum(-1), batch["correct"] == 1
-
-
-def duplicates(rollout: Rollout, q: int, s: int) -> torch.Tensor:
-    """``dup[Q, S]``: the completion repeats an earlier one of its prompt."""
-    out = torch.zeros(q, s, dtype=torch.bool)
-    for i in range(q):
-        seen = set()
-        for j in range(s):
-            c = rollout.completions[i * s + j].tokens
-            out[i, j] = c in seen
-            seen.add(c)
-    return out
 
 
 def subset(rollout: Rollout, rows: torch.Tensor) -> Rollout:
@@ -136,7 +124,7 @@ def run(pair: tuple[float, float] | None, seed: int, cfg: Settings) -> dict[str,
             s, c = scores_of(r, reward_set, cfg.samples)
             score.append(s.view(cfg.queries, cfg.samples))
             correct.append(c.view(cfg.queries, cfg.samples))
-            dup.append(duplicates(r, cfg.queries, cfg.samples))
+            dup.append(repeated_samples([c.tokens for c in r.completions], cfg.samples))
         table = bstar_balance_table(torch.stack(score), torch.stack(correct), taus, cfg.n_star, torch.stack(dup))
         t, tau, balance = bstar_choose(table, temps, taus)
         k = temps.index(t)

@@ -36,18 +36,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _evidence_lm import EVAL_SEED, evaluate_joint
 
 from polyreward.checkpoint import latest_checkpoint
 from polyreward.lm.config import TrainConfig
 from polyreward.lm.model import load_policy
-from polyreward.lm.rollout import encode_prompts, sample_group
 from polyreward.lm.run import train
-from polyreward.lm.tasks import build_task
 from polyreward.report import load_run
 from polyreward.testbed import evidence as ev
 
 ARMS = ("gdpo", "grpo")
-EVAL_SEED = 10_007  # prompts of the evaluation: a seed no run trains on
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,23 +90,10 @@ def metrics_of(variant: Variant) -> list[str]:
     return ["eval/joint", *(f"eval/{name}" for name in variant.best)]
 
 
-def evaluate_joint(model_dir: str, config: TrainConfig, prompts: int, best: dict[str, float]) -> dict[str, float]:
-    """Greedy completions of the model in ``model_dir`` on ``prompts`` held-out prompts; per-sample rewards."""
+def evaluate_model(model_dir: str, config: TrainConfig, prompts: int, best: dict[str, float]) -> dict[str, float]:
+    """:func:`evaluate_joint` of the model saved in ``model_dir``."""
     model, tokenizer = load_policy(model_dir, config.dtype, config.device)
-    data, rewards = build_task(dataclasses.replace(config, seed=EVAL_SEED))
-    rows = data.batch(0, prompts)
-    ids = encode_prompts(tokenizer, [row[data.prompt_column] for row in rows])
-    model.eval()
-    rollout = sample_group(model, tokenizer, ids, 1, config.max_new_tokens, temperature=0.0, top_p=1.0)
-    columns = {c: [row.get(c) for row in rows] for c in data.columns}
-    completions = zip(rollout.completion_ids, rollout.completion_mask, strict=True)
-    columns["completion_ids"] = [tokens[m].tolist() for tokens, m in completions]  # lengths in tokens, as in training
-    scored = rewards.score([r[data.prompt_column] for r in rows], rollout.texts, group_size=1, **columns)
-    matrix = scored.batch.rewards  # [N, K] in the order of scored.batch.names
-    out = {f"eval/{name}": float(matrix[:, k].mean()) for k, name in enumerate(scored.batch.names)}
-    targets = torch.tensor([best[name] for name in scored.batch.names], dtype=matrix.dtype)
-    out["eval/joint"] = float((matrix == targets).all(dim=1).float().mean())
-    return out
+    return evaluate_joint(model, tokenizer, config, prompts, best)
 
 
 def warm_up(variant: Variant, seed: int, steps: int, root: Path, threads: int) -> str:
@@ -147,7 +132,7 @@ def run_arm(variant: Variant, arm: str, seed: int, steps: int, prompts: int, mod
     config = TrainConfig(**variant.config, model=model, estimator=arm, seed=seed, steps=steps, save_every=0, threads=threads)
     config = dataclasses.replace(config, output_dir=str(run_dir))
     train(config, progress=False)
-    final = evaluate_joint(str(latest_checkpoint(run_dir) / "model"), config, prompts, variant.best)
+    final = evaluate_model(str(latest_checkpoint(run_dir) / "model"), config, prompts, variant.best)
     shutil.rmtree(run_dir / "checkpoints")  # ~0.5 GB of weights per run
     records = load_run(run_dir).records
     curves = {f"reward/{n}/mean": [r.get(f"reward/{n}/mean", math.nan) for r in records] for n in variant.best}
@@ -184,7 +169,7 @@ def main() -> None:
     for seed in seeds:
         model = warm_up(variant, seed, warmup, runs_root, args.threads)
         if warmup:
-            start = evaluate_joint(model, TrainConfig(**variant.config), prompts, variant.best)
+            start = evaluate_model(model, TrainConfig(**variant.config), prompts, variant.best)
             warmed[seed] = start
             print(f"after {warmup} SFT steps, seed {seed}: {start}", flush=True)
         for arm in ARMS:

@@ -1,6 +1,7 @@
 """AMFT through the LM trainer on the tiny model: μ moves and is logged, μ = 1 is pure SFT, μ = 0 is
 the plain trainer bit for bit, and a resumed run restores μ."""
 
+import dataclasses
 import json
 
 import pytest
@@ -89,3 +90,28 @@ def test_resume_restores_mu(model_dir, tmp_path):
     resumed.train(resume=True, progress=False)
     assert _records(tmp_path / "split") == _records(tmp_path / "straight")
     assert resumed.controllers.items[0].mu == straight.controllers.items[0].mu != 0.8
+
+
+def _reference_nll(model, demos) -> float:
+    """Token-mean NLL of the demos' completions, from one plain forward per unpadded prompt + completion."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(demos.num_samples):
+            prompt = demos.prompt_ids[i][demos.prompt_mask[i]]
+            completion = demos.completion_ids[i][demos.completion_mask[i]]
+            logits = model(input_ids=torch.cat([prompt, completion])[None]).logits[0].float()
+            logp = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
+            total -= float(logp.gather(1, completion[:, None]).sum())
+            count += len(completion)
+    return total / count
+
+
+def test_supervised_step_on_kept_samples_is_their_nll_and_lowers_it(model_dir, tmp_path):
+    """Rejection-sampling fine-tuning: a filtered subset of a grouped rollout, one row per prompt."""
+    trainer = _trainer(model_dir, tmp_path / "rft", [])
+    rollout = trainer.rollout([r["prompt"] for r in ROWS[:3]], 4, 1.0)
+    kept = dataclasses.replace(rollout.subset(torch.tensor([1, 6, 7, 11])), group_size=1)
+    before = _reference_nll(trainer.model, kept)
+    metrics = trainer.supervised_step(kept)
+    assert metrics["loss/sft"] == pytest.approx(before, rel=1e-5)
+    assert _reference_nll(trainer.model, kept) < before

@@ -30,7 +30,7 @@ from torch import Tensor
 from polyreward.advantages import AdvantageResult
 from polyreward.batch import RewardBatch
 from polyreward.rewards.schedules import Alternating
-from polyreward.rewards.selection import bstar_balance_table, bstar_choose
+from polyreward.rewards.selection import bstar_balance_table, bstar_choose, repeated_samples
 
 Probe = Callable[[list[dict[str, Any]], int, float], tuple[RewardBatch, list[str]]]
 """``probe(rows, samples_per_row, temperature) -> (batch[len(rows) * samples, K], texts)``: extra
@@ -283,7 +283,7 @@ class BStar(Controller):
             s = batch.weighted_sum() if self.score is None else torch.nan_to_num(batch[self.score], nan=-math.inf)
             scores.append(s.reshape(len(rows), -1))
             correct.append((torch.nan_to_num(batch[self.correct], nan=-math.inf) >= self.correct_at).reshape(len(rows), -1))
-            duplicate.append(_repeats(texts, self.probe_samples))
+            duplicate.append(repeated_samples(texts, self.probe_samples))
         table = bstar_balance_table(
             torch.stack(scores).double(), torch.stack(correct), self.thresholds, self.n_star, torch.stack(duplicate)
         )
@@ -295,19 +295,6 @@ class BStar(Controller):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.chosen = dict(state.get("chosen", {}))
-
-
-def _repeats(texts: list[str], group: int) -> Tensor:
-    """``[Q, S]`` bool: the text repeats an earlier sample of its query (the released code dedups)."""
-    out = []
-    for q in range(len(texts) // group):
-        seen: set[str] = set()
-        row = []
-        for text in texts[q * group : (q + 1) * group]:
-            row.append(text in seen)
-            seen.add(text)
-        out.append(row)
-    return torch.tensor(out, dtype=torch.bool)
 
 
 # ---------------------------------------------------------------------------------------------- Parallel-R1

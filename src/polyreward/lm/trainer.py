@@ -157,6 +157,13 @@ class Trainer:
             "completion_tokens/mean": float(rollout.completion_mask.sum(-1).float().mean()),
         }
 
+    def supervised_step(self, demos: Rollout) -> dict[str, float]:
+        """One optimizer step on the token NLL of ``demos`` (demonstrations, or kept samples in
+        rejection-sampling fine-tuning); row ``i`` answers prompt ``i // demos.group_size``."""
+        loss, entropy = self._supervised_backward(demos)
+        grad_norm = self._apply_gradients()
+        return {"loss/sft": loss, "loss/sft_entropy": entropy, "grad_norm": grad_norm, "lr": self.scheduler.get_last_lr()[0]}
+
     # ------------------------------------------------------------------ stages
     def _probe(self, rows: list[dict], samples: int, temperature: float) -> tuple[RewardBatch, list[str]]:
         """Sample and score rows outside the training batch (controllers' probes); no update."""

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 from torch import Tensor
@@ -107,6 +107,23 @@ def select_by_reward_variance(
         top[order[:k]] = True
         keep &= top
     return keep
+
+
+def repeated_samples(samples: Sequence[Hashable], group: int) -> Tensor:
+    """``dup[Q, S]`` (bool): sample ``j`` of query ``i`` repeats an earlier sample of the same query.
+
+    ``samples``: ``Q * S`` hashable samples (texts, token tuples), query-major, ``S = group``. The
+    released B-STaR code deduplicates (query, output) pairs before counting.
+    """
+    if group < 1 or len(samples) % group:
+        raise ValueError(f"repeated_samples: {len(samples)} samples do not split into queries of {group}")
+    out = torch.zeros(len(samples) // group, group, dtype=torch.bool)
+    for q in range(len(samples) // group):
+        seen: set[Hashable] = set()
+        for j, sample in enumerate(samples[q * group : (q + 1) * group]):
+            out[q, j] = sample in seen
+            seen.add(sample)
+    return out
 
 
 def bstar_balance_table(

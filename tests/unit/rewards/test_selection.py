@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from polyreward.rewards.selection import balance_score, balance_scores, reward_variance, select_by_reward_variance
+from polyreward.rewards.selection import (
+    balance_score,
+    balance_scores,
+    repeated_samples,
+    reward_variance,
+    select_by_reward_variance,
+)
 
 NAN = math.nan
 
@@ -61,3 +67,11 @@ def test_select_by_reward_variance_validates():
         select_by_reward_variance(ROWS, min_var=-1)
     with pytest.raises(ValueError, match="rewards must be \\[M, R\\]"):
         select_by_reward_variance([1.0, 0.0])
+
+
+def test_repeated_samples_marks_later_copies_within_each_query():
+    texts = ["a", "b", "a", "a", "a", "c", "a", "c"]  # Q = 2 queries of S = 4: query 1's first "a" is new
+    assert repeated_samples(texts, 4).tolist() == [[False, False, True, True], [False, False, True, True]]
+    assert repeated_samples([(1, 2), (1, 2), (2, 1)], 3).tolist() == [[False, True, False]]  # token tuples
+    with pytest.raises(ValueError, match="do not split into queries of 4"):
+        repeated_samples(texts[:6], 4)
