@@ -10,7 +10,7 @@ Backbone: a tiny random-init Llama over the task's words by default (seconds per
 causal LM with ``--model`` (e.g. ``smollm2-135m``: much slower on CPU). Writes
 ``results/rm_flip_accuracy.{json,png}`` (``--tag`` adds a suffix, e.g. for smoke runs).
 
-    .venv/bin/python benchmarks/rm_flip_accuracy.py                         # 3 seeds x 0/20/40% flips
+    .venv/bin/python benchmarks/rm_flip_accuracy.py                         # 6 seeds x 0/20/40% flips
     .venv/bin/python benchmarks/rm_flip_accuracy.py --seeds 1 --size 256 --tag smoke
 """
 
@@ -30,6 +30,7 @@ import torch
 from polyreward.rm.config import RMConfig
 from polyreward.rm.data import SENTIMENT_WORDS, sentiment_pairs
 from polyreward.rm.train import ensemble_strength, evaluate_pairs, fit, new_model, strength_targets
+from polyreward.testbed import evidence as ev
 
 OUT = Path(__file__).parent / "results"
 VARIANTS = {
@@ -106,10 +107,26 @@ def summarize(runs: list[dict]) -> list[dict]:
                     "variant": variant,
                     "mean": statistics.mean(acc),
                     "std": statistics.pstdev(acc),
+                    "ci95": [ev.t_interval(acc)["low"], ev.t_interval(acc)["high"]],
                     "n": len(acc),
                 }
             )
     return rows
+
+
+def effects(runs: list[dict]) -> list[dict]:
+    """Per flip rate: preference strength minus plain BT held-out accuracy, paired by seed, 95 % t-interval."""
+    out = []
+    for flip in sorted({r["flip"] for r in runs}):
+        by_variant = {
+            v: [r["accuracy"] for r in sorted(runs, key=lambda r: r["seed"]) if r["flip"] == flip and r["variant"] == v]
+            for v in VARIANTS
+        }
+        plain, strength = VARIANTS  # the names, in order
+        comparison = ev.Comparison(strength, plain, f"accuracy at {flip:.0%} flipped")
+        effect = ev.paired_effect(by_variant[strength], by_variant[plain])
+        out.append({"flip": flip, "effect": effect, "verdict": ev.verdict(comparison, effect)})
+    return out
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -124,13 +141,14 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         ax.errorbar(
             [100 * r["flip"] for r in part],
             [r["mean"] for r in part],
-            yerr=[r["std"] for r in part],
+            yerr=[[r["mean"] - r["ci95"][0] for r in part], [r["ci95"][1] - r["mean"] for r in part]],
             marker="o",
             capsize=4,
             label=variant,
         )
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set(xlabel="flipped training labels (%)", ylabel="held-out pair accuracy", title=title, ylim=(0.4, 1.0))
+    ax.text(0.02, 0.02, "mean, 95 % t-interval over seeds", transform=ax.transAxes, fontsize=8, color="grey")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -140,7 +158,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="'tiny' (default) or a local causal-LM dir / smollm2-135m")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--flips", type=float, nargs="+", default=[0.0, 0.2, 0.4])
     parser.add_argument("--size", type=int, default=1024, help="training pairs per run")
     parser.add_argument("--held-out", type=int, default=1024, help="clean held-out pairs")
@@ -174,7 +192,7 @@ def main() -> None:
                 for variant in VARIANTS:
                     runs.append(run_one(config, flip, seed, variant, held_out))
                     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in runs[-1].items()}))
-    rows = summarize(runs)
+    rows, paired = summarize(runs), effects(runs)
     name = "rm_flip_accuracy" + (f"_{args.tag}" if args.tag else "")
     OUT.mkdir(exist_ok=True)
     result = {
@@ -182,12 +200,15 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
         "args": vars(args),
         "summary": rows,
+        "effects": paired,
+        "verdicts": [e["verdict"] for e in paired],
         "runs": runs,
     }
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=2))
     plot(rows, OUT / f"{name}.png", f"RM accuracy under label noise ({args.model}, {args.seeds} seeds)")
     for r in rows:
         print(f"flip {r['flip']:.0%}  {r['variant']:<22} {r['mean']:.3f} ± {r['std']:.3f}  (n={r['n']})")
+    print("\n".join(result["verdicts"]))
 
 
 if __name__ == "__main__":
