@@ -228,12 +228,7 @@ def main() -> None:
         "seconds": time.perf_counter() - start,
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version()},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{NAME}.json").write_text(json.dumps(report, indent=1))
-    ev.plot(report, args.out / f"{NAME}.png", PLOTTED, smooth=1, xlabel="iteration")
-    for line in report["verdicts"]:
-        print(line)
-    print(f"wrote {args.out / NAME}.json and .png ({report['seconds']:.0f} s)")
+    ev.write(report, args.out, NAME, PLOTTED, smooth=1, xlabel="iteration")
 
 
 if __name__ == "__main__":

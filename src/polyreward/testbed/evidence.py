@@ -219,11 +219,11 @@ def smoke(config: TrainConfig) -> TrainConfig:
     )
 
 
-def write(report: dict, out: Path, name: str, metrics: Sequence[str]) -> None:
-    """``out/name.json`` and ``out/name.png``; prints the verdicts."""
+def write(report: dict, out: Path, name: str, metrics: Sequence[str], smooth: int = 10, xlabel: str = "update") -> None:
+    """``out/name.json`` and ``out/name.png`` (:func:`plot`); prints the verdicts."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(report, indent=1))
-    plot(report, out / f"{name}.png", metrics)
+    plot(report, out / f"{name}.png", metrics, smooth, xlabel)
     for line in report["verdicts"]:
         print(line)
     print(f"wrote {out / name}.json and .png ({report['seconds']:.0f} s)")
