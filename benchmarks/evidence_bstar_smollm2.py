@@ -88,6 +88,8 @@ def score_of(trainer: Trainer, rows: list[dict], temperature: float, samples: in
 
 def run(arm: str, seed: int, cfg: Settings, threads: int) -> dict[str, list[float]]:
     """One self-improvement run from the base model; curves indexed by iteration (0 = the base)."""
+    if threads:
+        torch.set_num_threads(threads)  # two runs side by side on 2 cores need 1 thread each
     seed_everything(seed)
     config = TrainConfig(
         model=cfg.model, seed=seed, learning_rate=cfg.lr, micro_batch_size=8, output_dir="unused", threads=threads
