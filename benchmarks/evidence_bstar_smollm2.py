@@ -26,7 +26,7 @@ Measured after every iteration: greedy ``correct`` and joint success (every rewa
 threshold, the kept count and the balance score of the data the arm trained on. Effects are paired
 differences over seeds with 95 % t-intervals. Each finished run is cached under ``runs/``.
 
-    .venv/bin/python benchmarks/evidence_bstar_smollm2.py --seeds 5   # results/evidence_bstar_smollm2.{json,png}
+    .venv/bin/python benchmarks/evidence_bstar_smollm2.py --seeds 6   # results/evidence_bstar_smollm2.{json,png}
     .venv/bin/python benchmarks/evidence_bstar_smollm2.py --smoke --out /tmp/x
 """
 
@@ -58,7 +58,7 @@ THRESHOLDS = (0.0, 1.0, 2.0, 2.5)
 ARMS: dict[str, tuple[float, float] | None] = {"bstar": None, "rft_T1.0": (1.0, 2.0), "rft_T0.4": (0.4, 2.0)}
 BEST = {"correct": 1.0, "answer_format": 1.0, "brevity": 1.0}
 TUNING_SEED = 1000
-PLOTTED = ["correct", "joint", "temperature", "balance"]
+PLOTTED = ["correct", "joint", "temperature", "threshold", "balance"]  # the last three: index 0 = iteration 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +163,7 @@ def cached_run(arm: str, seed: int, cfg: Settings, threads: int, root: Path) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
