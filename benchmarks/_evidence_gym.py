@@ -15,14 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from polyreward.config import to_mapping
 from polyreward.gym import PPO, GymConfig
@@ -101,27 +99,14 @@ def report(
                 curves[name][metric].append(values)
             shown = ", ".join(f"{m}={v:.3f}" for m, v in numbers.items())
             print(f"  {name:>24} seed {seed}: {shown} ({time.perf_counter() - run_start:.1f} s)", flush=True)
-    summary = ev.summarize(final)
-    results = ev.compare(final, comparisons)
     return {
         "claim": claim,
         "command": command,
         "notes": notes,
         "arms": {name: {"steps": a.steps, "group": a.group, "config": to_mapping(a.config)} for name, a in arms.items()},
         "seeds": list(seeds),
-        "final": final,
-        "summary": summary,
-        "comparisons": results,
-        "verdicts": [r["verdict"] for r in results],
-        "curves": curves,
         "curve_steps": curve_steps,
-        "seconds": time.perf_counter() - start,
-        "environment": {
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
-        },
+        **ev.outcome(final, comparisons, curves, time.perf_counter() - start),
     }
 
 

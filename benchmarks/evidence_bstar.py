@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import statistics
 import sys
 import time
@@ -192,12 +191,6 @@ def main() -> None:
         for base in ("fixed_T1.0_tau0", "fixed_best")
         for metric in ("final/greedy", "mean/greedy", "final/sampled", "mean/balance")
     ]
-    results = ev.compare(final, comparisons)
-    summary = ev.summarize(final)
-    for arm in final:  # the end-of-run dots of the plot
-        summary[arm]["greedy"] = summary[arm]["final/greedy"]
-        summary[arm]["sampled"] = summary[arm]["final/sampled"]
-        summary[arm]["balance"] = ev.t_interval([v[-1] for v in curves[arm]["balance"]])
     report = {
         "claim": CLAIM,
         "command": " ".join(sys.argv),
@@ -213,14 +206,13 @@ def main() -> None:
         "arms": {arm: ({"temperature": p[0], "threshold": p[1]} if p else "bstar_choose") for arm, p in arms.items()},
         "tuning": {"seed": TUNING_SEED, "mean_greedy": tuning, "best": best},
         "seeds": list(range(args.seeds)),
-        "final": final,
-        "summary": summary,
-        "comparisons": results,
-        "verdicts": [r["verdict"] for r in results],
-        "curves": curves,
-        "seconds": time.perf_counter() - start,
-        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version()},
+        **ev.outcome(final, comparisons, curves, time.perf_counter() - start),
     }
+    summary = report["summary"]
+    for arm in final:  # the end-of-run dots of the plot
+        summary[arm]["greedy"] = summary[arm]["final/greedy"]
+        summary[arm]["sampled"] = summary[arm]["final/sampled"]
+        summary[arm]["balance"] = ev.t_interval([v[-1] for v in curves[arm]["balance"]])
     print(f"best fixed pair on seed {TUNING_SEED}: T={best[0]}, tau={best[1]}")
     ev.write(report, args.out, NAME, PLOTTED, smooth=1, xlabel="iteration")
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -91,9 +90,7 @@ def run(arm: str, seed: int, cfg: Settings, threads: int) -> dict[str, list[floa
     if threads:
         torch.set_num_threads(threads)  # two runs side by side on 2 cores need 1 thread each
     seed_everything(seed)
-    config = TrainConfig(
-        model=cfg.model, seed=seed, learning_rate=cfg.lr, micro_batch_size=8, output_dir="unused", threads=threads
-    )
+    config = TrainConfig(model=cfg.model, seed=seed, learning_rate=cfg.lr, micro_batch_size=8, threads=threads)
     model, tokenizer = load_policy(config.model, config.dtype, config.device)
     data, rewards = build_task(config)
     trainer = Trainer(model, tokenizer, rewards, data, config)
@@ -203,12 +200,6 @@ def main() -> None:
         if base != "bstar"
         for metric in ("final/correct", "mean/correct", "final/joint", "mean/balance")
     ]
-    results = ev.compare(final, comparisons)
-    summary = ev.summarize(final)
-    for arm in final:  # the end-of-run dots of the plot
-        for key in ("correct", "joint"):
-            summary[arm][key] = summary[arm][f"final/{key}"]
-        summary[arm]["balance"] = ev.t_interval([v[-1] for v in curves[arm]["balance"]])
     report = {
         "claim": CLAIM,
         "command": f"benchmarks/{NAME}.py --seeds {len(seeds)}" + (" --smoke" if args.smoke else ""),
@@ -222,14 +213,13 @@ def main() -> None:
         "arms": {a: ({"temperature": p[0], "threshold": p[1]} if p else "bstar controller") for a, p in ARMS.items()},
         "eval_seed": EVAL_SEED,
         "seeds": seeds,
-        "final": final,
-        "summary": summary,
-        "comparisons": results,
-        "verdicts": [r["verdict"] for r in results],
-        "curves": curves,
-        "seconds": time.perf_counter() - start,
-        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version()},
+        **ev.outcome(final, comparisons, curves, time.perf_counter() - start),
     }
+    summary = report["summary"]
+    for arm in final:  # the end-of-run dots of the plot
+        for key in ("correct", "joint"):
+            summary[arm][key] = summary[arm][f"final/{key}"]
+        summary[arm]["balance"] = ev.t_interval([v[-1] for v in curves[arm]["balance"]])
     ev.write(report, args.out, NAME, PLOTTED, smooth=1, xlabel="iteration")
 
 

@@ -101,13 +101,14 @@ def summarize(runs: list[dict]) -> list[dict]:
     for flip in sorted({r["flip"] for r in runs}):
         for variant in VARIANTS:
             acc = [r["accuracy"] for r in runs if r["flip"] == flip and r["variant"] == variant]
+            interval = ev.t_interval(acc)
             rows.append(
                 {
                     "flip": flip,
                     "variant": variant,
                     "mean": statistics.mean(acc),
                     "std": statistics.pstdev(acc),
-                    "ci95": [ev.t_interval(acc)["low"], ev.t_interval(acc)["high"]],
+                    "ci95": [interval["low"], interval["high"]],
                     "n": len(acc),
                 }
             )

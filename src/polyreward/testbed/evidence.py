@@ -114,8 +114,6 @@ def report(
 ) -> dict:
     """Run the experiment and return its JSON-ready report (per-seed numbers, intervals, verdicts)."""
     final, curves, seconds = run_arms(task, arms, seeds, curve_metrics, progress)
-    summary = summarize(final)
-    results = compare(final, comparisons)
     return {
         "claim": claim,
         "command": command,
@@ -123,8 +121,17 @@ def report(
         "task": {"name": task.name, **dataclasses.asdict(task)},
         "arms": {name: dataclasses.asdict(cfg) for name, cfg in arms.items()},
         "seeds": list(seeds),
+        **outcome(final, comparisons, curves, seconds),
+    }
+
+
+def outcome(final: dict, comparisons: Sequence[Comparison], curves: dict, seconds: float) -> dict:
+    """The measured part of a report: per-seed ``final`` numbers, their ``summary`` intervals, the
+    paired ``comparisons`` and their ``verdicts``, the ``curves``, the ``seconds`` and the environment."""
+    results = compare(final, comparisons)
+    return {
         "final": final,
-        "summary": summary,
+        "summary": summarize(final),
         "comparisons": results,
         "verdicts": [r["verdict"] for r in results],
         "curves": curves,
